@@ -1,0 +1,269 @@
+"""Running instances: start, complete tasks, fail and retry, suspend, resume, terminate.
+
+Every function takes the caller's Session and never commits: the request, CLI
+command or scheduler job owns the transaction. An instance is locked (FOR
+UPDATE on PostgreSQL; BEGIN IMMEDIATE on SQLite) while it changes, and its
+``revision`` guards against lost updates besides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from engine import audit, clock, inbox, store
+from engine.actors import Actor
+from engine.bundles import Bundle, bundle_for
+from engine.deploy import latest_process
+from engine.errors import Conflict, EngineError, FormValidationError, InvalidState, NotFound, PermissionDenied
+from engine.functions import FUNCTION_NAMES
+from engine.models import InboxTask, Instance, TaskLog
+from engine.sandbox import check_data_keys
+
+ACTIVE = ("running", "waiting")
+
+
+@dataclass
+class Loaded:
+    """An instance row with its restored workflow and bundle."""
+
+    instance: Instance
+    bundle: Bundle
+    workflow: BpmnWorkflow
+
+
+def start_instance(
+    session: Session, key: str, data: dict[str, Any] | None, actor: Actor, *,
+    centre_id: int | None = None, department_id: int | None = None, project_id: int | None = None,
+) -> Instance:
+    """Start the latest active version of process ``key`` with initial ``data``."""
+    version = latest_process(session, key)
+    if version is None:
+        raise NotFound(f"no deployed process {key!r}", process=key)
+    data = dict(data or {})
+    _check_keys(data)
+    bundle = bundle_for(session, version.id)
+    workflow = BpmnWorkflow(bundle.spec, bundle.subprocess_specs, script_engine=bundle.script_engine)
+    for task in workflow.get_tasks(state=TaskState.READY):
+        task.set_data(**data)
+    instance = Instance(
+        process_version_id=version.id, process_key=key, status="running", state="",
+        serializer_version=store.SERIALIZER_VERSION, started_by=actor.username, centre_id=centre_id,
+        department_id=department_id, project_id=project_id, started_at=clock.now(),
+    )
+    session.add(instance)
+    session.flush()
+    audit.append(session, actor=actor.username, action="instance.start", instance_id=instance.id,
+                 project_id=project_id, payload={"process": key, "version": version.version, "data": data})
+    _advance(session, Loaded(instance, bundle, workflow), actor, new=True)
+    return instance
+
+
+def complete_task(session: Session, task_id: str, data: dict[str, Any] | None, actor: Actor) -> Instance:
+    """Complete a READY user task as ``actor`` with form ``data``, then run the engine on."""
+    row = _open_task(session, task_id)
+    loaded = load(session, row.instance_id, lock=True)
+    row = _open_task(session, task_id, refresh=True)
+    instance = loaded.instance
+    if instance.status != "running":
+        raise InvalidState(f"instance {instance.id} is {instance.status}; its tasks cannot be completed",
+                           instance=instance.id)
+    if not actor.has_role(row.role):
+        raise PermissionDenied(f"{actor.username} does not hold role {row.role!r} needed for task {row.element_id}",
+                               task=task_id)
+    values = validate_form(loaded.bundle, row.form_key, data or {})
+    task = loaded.workflow.get_task_from_id(UUID(task_id))
+    if task is None or not task.has_state(TaskState.READY):
+        raise Conflict(f"task {task_id} is not ready", task=task_id)
+    task.set_data(**values)
+    session.add(TaskLog(task_id=task_id, instance_id=instance.id, element_id=row.element_id, role=row.role,
+                        completed_by=actor.username, completed_at=clock.now()))
+    audit.append(session, actor=actor.username, action="task.complete", instance_id=instance.id,
+                 project_id=instance.project_id,
+                 payload={"task_id": task_id, "element": row.element_id, "data": values})
+    _advance(session, loaded, actor, run=task)
+    return instance
+
+
+def validate_form(bundle: Bundle, form_key: str | None, data: dict[str, Any]) -> dict[str, Any]:
+    """Validate data against the task's JSON Schema; return it with ``format: decimal`` fields as Decimal."""
+    _check_keys(data)
+    if not form_key:
+        return dict(data)
+    schema = bundle.forms.get(form_key)
+    if schema is None:
+        raise NotFound(f"form {form_key!r} is not bound to this process version")
+    validator = validator_for(schema, default=Draft202012Validator)(schema)
+    errors: dict[str, list[str]] = {}
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        path = "/".join(map(str, error.absolute_path))
+        if error.validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else ""
+            path = "/".join(filter(None, [path, missing]))
+        errors.setdefault(path or "(form)", []).append(error.message)
+    if errors:
+        fields = ", ".join(sorted(errors))
+        raise FormValidationError(f"form {form_key} is invalid: {fields}", errors, form=form_key)
+    values = dict(data)
+    for name, prop in (schema.get("properties") or {}).items():
+        if isinstance(prop, dict) and prop.get("format") == "decimal" and isinstance(values.get(name), str):
+            values[name] = Decimal(values[name])
+    return values
+
+
+def load(session: Session, instance_id: int, *, lock: bool = False) -> Loaded:
+    """Load an instance and restore its workflow (locking the row when asked)."""
+    query = select(Instance).where(Instance.id == instance_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    instance = session.execute(query).scalar_one_or_none()
+    if instance is None:
+        raise NotFound(f"no instance {instance_id}", instance=instance_id)
+    bundle = bundle_for(session, instance.process_version_id)
+    return Loaded(instance, bundle, store.load(instance.state, bundle))
+
+
+def _open_task(session: Session, task_id: str, *, refresh: bool = False) -> InboxTask:
+    query = select(InboxTask).where(InboxTask.task_id == task_id)
+    if refresh:
+        query = query.execution_options(populate_existing=True)
+    row = session.execute(query).scalar_one_or_none()
+    if row is not None:
+        return row
+    done = session.get(TaskLog, task_id)
+    if done is not None:
+        raise Conflict(f"task {task_id} was already completed by {done.completed_by} at "
+                       f"{done.completed_at.astimezone(clock.SHANGHAI).isoformat(timespec='seconds')}",
+                       task=task_id, completed_by=done.completed_by)
+    raise NotFound(f"no open task {task_id}", task=task_id)
+
+
+def _check_keys(data: dict[str, Any]) -> None:
+    try:
+        check_data_keys(data, FUNCTION_NAMES)
+    except EngineError as err:
+        raise FormValidationError(str(err), {"(form)": [str(err)]}) from None
+
+
+def _advance(session: Session, loaded: Loaded, actor: Actor, *, run=None, new: bool = False) -> None:
+    """Run ``run`` (a task) and the engine steps; record a failure as the instance's error."""
+    error = None
+    try:
+        if run is not None:
+            run.run()
+        loaded.workflow.do_engine_steps()
+    except SpiffWorkflowException as err:
+        error = _error_record(err)
+    except EngineError as err:
+        error = {"message": str(err), "element_id": None, "task_id": None}
+    persist(session, loaded, error=error, new=new)
+    if error is not None:
+        audit.append(session, actor=actor.username, action="instance.error", instance_id=loaded.instance.id,
+                     project_id=loaded.instance.project_id, payload=error)
+
+
+def _error_record(err: SpiffWorkflowException) -> dict[str, Any]:
+    task = getattr(err, "task", None)
+    notes = list(getattr(err, "__notes__", []) or getattr(err, "notes", []) or [])
+    message = err.args[0] if err.args else str(err)
+    return {
+        "message": "; ".join([str(message), *map(str, notes)]),
+        "element_id": task.task_spec.bpmn_id if task is not None else None,
+        "task_id": str(task.id) if task is not None else None,
+        "at": clock.now().isoformat(),
+    }
+
+
+def persist(session: Session, loaded: Loaded, *, error: dict[str, Any] | None = None, new: bool = False,
+            status: str | None = None) -> None:
+    """Write an instance's state, status, next timer and inbox rows in the caller's transaction."""
+    instance, workflow = loaded.instance, loaded.workflow
+    if status is not None:
+        instance.status = status
+    elif error is not None:
+        instance.status = "error"
+    elif workflow.completed:
+        instance.status = "completed"
+        instance.completed_at = clock.now()
+    elif instance.status not in ("suspended", "terminated"):
+        instance.status = "running" if inbox.ready_human_tasks(workflow) else "waiting"
+    instance.error = error
+    instance.state = store.dump(workflow)
+    instance.serializer_version = store.SERIALIZER_VERSION
+    instance.next_timer_at = inbox.next_timer(workflow) if instance.status in ACTIVE else None
+    instance.updated_at = clock.now()
+    try:
+        session.flush()
+    except StaleDataError:
+        raise Conflict(f"instance {instance.id} was changed by someone else; reload and try again",
+                       instance=instance.id) from None
+    inbox.sync(session, instance, workflow, new=new)
+    session.flush()
+
+
+def retry(session: Session, instance_id: int, actor: Actor, data: dict[str, Any] | None = None) -> Instance:
+    """Re-run an errored instance from its failed task, optionally with corrected data."""
+    loaded = load(session, instance_id, lock=True)
+    if loaded.instance.status != "error":
+        raise InvalidState(f"instance {instance_id} is {loaded.instance.status}, not in error")
+    if data:
+        _check_keys(data)
+    failed = loaded.workflow.get_tasks(state=TaskState.ERROR)
+    for task in failed:
+        if data:
+            task.set_data(**data)
+        task._set_state(TaskState.READY)
+    audit.append(session, actor=actor.username, action="instance.retry", instance_id=instance_id,
+                 project_id=loaded.instance.project_id,
+                 payload={"tasks": [t.task_spec.bpmn_id for t in failed], "data": data or {}})
+    loaded.instance.status = "running"
+    _advance(session, loaded, actor)
+    return loaded.instance
+
+
+def suspend(session: Session, instance_id: int, reason: str, actor: Actor) -> Instance:
+    """Suspend an active instance (紧急纠错): no task can be completed and no timer fires."""
+    return _set_status(session, instance_id, reason, actor, "suspend", ACTIVE, "suspended")
+
+
+def resume(session: Session, instance_id: int, reason: str, actor: Actor) -> Instance:
+    """Resume a suspended instance; timers that fell due meanwhile fire at the next sweep."""
+    return _set_status(session, instance_id, reason, actor, "resume", ("suspended",), None)
+
+
+def terminate(session: Session, instance_id: int, reason: str, actor: Actor) -> Instance:
+    """End an instance for good, cancelling its open tasks."""
+    return _set_status(session, instance_id, reason, actor, "terminate", ACTIVE + ("suspended", "error"),
+                       "terminated")
+
+
+def _set_status(session: Session, instance_id: int, reason: str, actor: Actor, action: str,
+                allowed: tuple[str, ...], status: str | None) -> Instance:
+    if not reason or not reason.strip():
+        raise EngineError(f"a reason is required to {action} an instance")
+    if not actor.has_role("staff") and not actor.has_role("regulator") and not actor.has_role("admin"):
+        raise PermissionDenied(f"{actor.username} may not {action} instances")
+    loaded = load(session, instance_id, lock=True)
+    previous = loaded.instance.status
+    if previous not in allowed:
+        raise InvalidState(f"instance {instance_id} is {previous}; cannot {action} it")
+    if status == "terminated":
+        loaded.workflow.cancel()
+    if status is None:
+        loaded.instance.status = "running"
+    loaded.instance.status_reason = reason.strip()
+    audit.append(session, actor=actor.username, action=f"instance.{action}", instance_id=instance_id,
+                 project_id=loaded.instance.project_id, payload={"reason": reason.strip(), "from": previous})
+    persist(session, loaded, status=status)
+    return loaded.instance
