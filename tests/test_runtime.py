@@ -1,0 +1,192 @@
+"""Runtime: start, inbox, forms, roles, versions, persistence, errors, corrections."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+from conftest import FIXTURES, ROOT, deploy_paths
+from helpers import SUBMISSION, actions, instance, only_task, open_tasks
+
+from engine import runtime, store
+from engine.actors import SYSTEM
+from engine.errors import Conflict, EngineError, FormValidationError, InvalidState, NotFound, PermissionDenied
+
+
+def start_review(ctx, actor=SYSTEM) -> int:
+    with ctx.sessions.begin() as s:
+        return runtime.start_instance(s, "document_review", {}, actor).id
+
+
+def submit(ctx, instance_id, actor, data=None) -> None:
+    task = only_task(ctx, instance_id)
+    with ctx.sessions.begin() as s:
+        runtime.complete_task(s, task.task_id, data or SUBMISSION, actor)
+
+
+def test_start_materializes_the_inbox(example, users):
+    iid = start_review(example, users["zhang"])
+    task = only_task(example, iid)
+    assert (task.element_id, task.role, task.form_key) == ("submit_documents", "tenderer", "submit_documents.json")
+    assert "Submit documents" in task.title
+    assert task.due_at is None
+    assert instance(example, iid).status == "running"
+    assert actions(example, iid) == ["instance.start"]
+
+
+def test_completion_runs_rules_and_sets_the_statutory_due_time(example, users):
+    iid = start_review(example, users["zhang"])
+    submit(example, iid, users["zhang"])
+    task = only_task(example, iid)
+    assert task.element_id == "review_documents" and task.role == "staff"
+    # submitted 2026-09-29 09:00; 5 working days across National Day end at 24:00 on 2026-10-12.
+    assert task.due_at == datetime.fromisoformat("2026-10-13T00:00:00+08:00")
+    assert instance(example, iid).next_timer_at == task.due_at
+    with example.sessions() as s:
+        data = runtime.load(s, iid).workflow.get_task_from_id(__import__("uuid").UUID(task.task_id)).data
+    assert data["review_level"] == "full"
+    assert data["estimate"] == Decimal("4500000.10") and isinstance(data["estimate"], Decimal)
+
+
+def test_actor_must_hold_the_lane_role(example, users):
+    iid = start_review(example, users["zhang"])
+    before = instance(example, iid).revision
+    with pytest.raises(PermissionDenied, match="tenderer"):
+        submit(example, iid, users["li"])
+    assert instance(example, iid).revision == before
+    assert only_task(example, iid).element_id == "submit_documents"
+
+
+def test_form_errors_are_per_field_and_change_nothing(example, users):
+    iid = start_review(example, users["zhang"])
+    with pytest.raises(FormValidationError) as info:
+        submit(example, iid, users["zhang"], {"project_name": "", "page_count": 0, "estimate": "12.345"})
+    assert set(info.value.errors) == {"project_name", "page_count", "estimate"}
+    assert only_task(example, iid).element_id == "submit_documents"
+    assert actions(example, iid) == ["instance.start"]
+
+
+@pytest.mark.parametrize("key", ["__class__", "_private", "now", "add_working_days", "rule"])
+def test_data_keys_may_not_be_dunders_or_shadow_functions(example, users, key):
+    iid = start_review(example, users["zhang"])
+    with pytest.raises(FormValidationError, match=key):
+        submit(example, iid, users["zhang"], {**SUBMISSION, key: 1})
+    with example.sessions.begin() as s, pytest.raises(FormValidationError, match=key):
+        runtime.start_instance(s, "document_review", {key: 1}, SYSTEM)
+
+
+def test_unknown_process_and_task_are_clear_errors(example):
+    with example.sessions.begin() as s, pytest.raises(NotFound, match="no deployed process 'nope'"):
+        runtime.start_instance(s, "nope", {}, SYSTEM)
+    with example.sessions.begin() as s, pytest.raises(NotFound, match="no open task"):
+        runtime.complete_task(s, "00000000-0000-0000-0000-000000000000", {}, SYSTEM)
+
+
+def test_state_is_stored_without_the_spec_and_restores_identically(example, users):
+    iid = start_review(example, users["zhang"])
+    submit(example, iid, users["zhang"])
+    with example.sessions() as s:
+        loaded = runtime.load(s, iid)
+        state = loaded.instance.state
+        again = store.dump(store.load(state, loaded.bundle))
+    assert '"spec"' not in state and "subprocess_specs" not in state
+    assert again == state
+    assert '"typename": "Decimal"' in state
+
+
+def test_instances_keep_their_version(example, users, tmp_path):
+    old = start_review(example, users["zhang"])
+    changed = (ROOT / "bpmn" / "document_review.bpmn").read_text().replace("审查文件 Review documents",
+                                                                           "审查文件（第二版）")
+    (tmp_path / "document_review.bpmn").write_text(changed)
+    (outcome,) = deploy_paths(example, tmp_path / "document_review.bpmn")
+    assert outcome.version == 2
+    new = start_review(example, users["zhang"])
+    submit(example, old, users["zhang"])
+    submit(example, new, users["zhang"])
+    assert "Review documents" in only_task(example, old).title
+    assert only_task(example, new).title == "审查文件（第二版）"
+    assert instance(example, old).process_version_id != instance(example, new).process_version_id
+
+
+def test_two_concurrent_completions_one_wins(example, users):
+    iid = start_review(example, users["zhang"])
+    submit(example, iid, users["zhang"])
+    task_id = only_task(example, iid).task_id
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def complete(name):
+        barrier.wait()
+        try:
+            with example.sessions.begin() as s:
+                runtime.complete_task(s, task_id, {"decision": "approve"}, users[name])
+            outcomes[name] = "ok"
+        except Conflict as err:
+            outcomes[name] = err
+
+    threads = [threading.Thread(target=complete, args=(n,)) for n in ("li", "wang")]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    winners = [n for n, o in outcomes.items() if o == "ok"]
+    assert len(winners) == 1, outcomes
+    (loser,) = [o for o in outcomes.values() if o != "ok"]
+    assert f"already completed by {winners[0]}" in str(loser)
+    assert instance(example, iid).status == "completed"
+    assert actions(example, iid).count("task.complete") == 2
+
+
+def test_runtime_error_is_recorded_and_retried_after_a_fix(ctx):
+    deploy_paths(ctx, FIXTURES / "forms", FIXTURES / "failing_script.bpmn")
+    with ctx.sessions.begin() as s:
+        iid = runtime.start_instance(s, "failing_script", {}, SYSTEM).id
+    task = only_task(ctx, iid)
+    with ctx.sessions.begin() as s:
+        runtime.complete_task(s, task.task_id, {"divisor": 0}, SYSTEM)
+    failed = instance(ctx, iid)
+    assert failed.status == "error"
+    assert failed.error["element_id"] == "divide"
+    assert "ZeroDivisionError" in failed.error["message"]
+    assert open_tasks(ctx, iid) == []
+    with ctx.sessions() as s:
+        (errored,) = runtime.load(s, iid).workflow.get_tasks(state=__import__("SpiffWorkflow").TaskState.ERROR)
+        assert errored.data["divisor"] == 0
+    with ctx.sessions.begin() as s:
+        runtime.retry(s, iid, SYSTEM, {"divisor": 4})
+    assert instance(ctx, iid).status == "running"
+    assert only_task(ctx, iid).element_id == "show_result"
+    with ctx.sessions() as s:
+        assert runtime.load(s, iid).workflow.get_tasks(spec_name="show_result")[0].data["result"] == 25
+    assert actions(ctx, iid) == ["instance.start", "task.complete", "instance.error", "instance.retry"]
+    with ctx.sessions.begin() as s, pytest.raises(InvalidState, match="not in error"):
+        runtime.retry(s, iid, SYSTEM)
+
+
+def test_suspend_resume_terminate_with_reasons(example, users):
+    iid = start_review(example, users["zhang"])
+    task_id = only_task(example, iid).task_id
+    with example.sessions.begin() as s, pytest.raises(EngineError, match="reason is required"):
+        runtime.suspend(s, iid, " ", users["li"])
+    with example.sessions.begin() as s, pytest.raises(PermissionDenied):
+        runtime.suspend(s, iid, "complaint", users["zhang"])
+    with example.sessions.begin() as s:
+        runtime.suspend(s, iid, "投诉处理期间暂停 complaint under review", users["zhao"])
+    assert instance(example, iid).status == "suspended"
+    assert open_tasks(example, iid) == []
+    with example.sessions.begin() as s, pytest.raises(NotFound):
+        runtime.complete_task(s, task_id, SUBMISSION, users["zhang"])
+    with example.sessions.begin() as s:
+        runtime.resume(s, iid, "complaint dismissed", users["zhao"])
+    assert instance(example, iid).status == "running"
+    assert only_task(example, iid).task_id == task_id
+    with example.sessions.begin() as s:
+        runtime.terminate(s, iid, "project cancelled by the tenderer", users["li"])
+    row = instance(example, iid)
+    assert (row.status, row.status_reason, row.next_timer_at) == ("terminated", "project cancelled by the tenderer",
+                                                                   None)
+    assert open_tasks(example, iid) == []
+    with example.sessions.begin() as s, pytest.raises(InvalidState):
+        runtime.resume(s, iid, "oops", users["li"])
+    assert actions(example, iid)[-3:] == ["instance.suspend", "instance.resume", "instance.terminate"]
