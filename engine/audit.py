@@ -96,18 +96,19 @@ class Verification:
 def verify(session: Session) -> Verification:
     """Walk the chain in order; report the first event that was edited, deleted or reordered."""
     prev_hash, expected_seq, count = GENESIS, 1, 0
-    rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=2000))
-    for event in rows.scalars():
-        if event.seq != expected_seq:
-            return Verification(False, count, expected_seq, f"event {expected_seq} is missing")
-        if event.prev_hash != prev_hash:
-            return Verification(False, count, event.seq, "prev_hash does not match the previous event")
-        digest = event_hash(seq=event.seq, at=event.at, actor=event.actor, action=event.action,
-                            instance_id=event.instance_id, project_id=event.project_id,
-                            payload=event.payload, prev_hash=event.prev_hash)
-        if digest != event.hash:
-            return Verification(False, count, event.seq, "content does not match its hash")
-        prev_hash, expected_seq, count = event.hash, expected_seq + 1, count + 1
+    query = select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=2000)
+    with session.execute(query) as rows:
+        for event in rows.scalars():
+            if event.seq != expected_seq:
+                return Verification(False, count, expected_seq, f"event {expected_seq} is missing")
+            if event.prev_hash != prev_hash:
+                return Verification(False, count, event.seq, "prev_hash does not match the previous event")
+            digest = event_hash(seq=event.seq, at=event.at, actor=event.actor, action=event.action,
+                                instance_id=event.instance_id, project_id=event.project_id,
+                                payload=event.payload, prev_hash=event.prev_hash)
+            if digest != event.hash:
+                return Verification(False, count, event.seq, "content does not match its hash")
+            prev_hash, expected_seq, count = event.hash, expected_seq + 1, count + 1
     head = session.get(AuditHead, 1)
     if head is not None and (head.seq != count or head.hash != prev_hash):
         return Verification(False, count, count + 1 if head.seq > count else count,

@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one ``ggzy`` command; user errors are one line on stderr and exit status 1 or 2."""
     args = build_parser().parse_args(argv)
+    ctx = None
     try:
         ctx = open_context()
         if args.command != "init":
@@ -242,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    finally:
+        if ctx is not None:
+            ctx.engine.dispose()
 
 
 if __name__ == "__main__":

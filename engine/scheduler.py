@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -29,5 +30,5 @@ def run_scheduler(ctx: Context, *, interval: float, runs: int | None = None) -> 
             scheduler.shutdown(wait=False)
 
     scheduler.add_job(job, "interval", seconds=interval, max_instances=1, coalesce=True,
-                      next_run_time=clock.current().now().astimezone(clock.SHANGHAI))
+                      next_run_time=datetime.now(clock.SHANGHAI))
     scheduler.start()
