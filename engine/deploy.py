@@ -22,16 +22,15 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import audit, bundles
+from engine import audit, bundles, scope
 from engine.actors import Actor
-from engine.errors import DeploymentError, PermissionDenied
+from engine.errors import DeploymentError
 from engine.functions import FUNCTION_NAMES
 from engine.lint import BpmnRefs, bpmn_refs, lint_bpmn, lint_dmn
 from engine.models import DefinitionVersion
 from engine.xmlsafe import XmlRefused, element_by_id, parse_xml, problem, validate_bpmn, validate_dmn
 
 KINDS = {".bpmn": "process", ".dmn": "decision", ".json": "form"}
-DEPLOY_ROLES = ("admin", "regulator")
 
 
 @dataclass(frozen=True)
@@ -97,14 +96,14 @@ def collect(paths: list[str | Path]) -> list[Upload]:
 
 def deploy(session: Session, uploads: list[Upload], actor: Actor, *, max_bytes: int = 5 << 20) -> list[Outcome]:
     """Validate every upload and store new versions; on any problem store nothing and raise."""
-    if not any(actor.has_role(r) for r in DEPLOY_ROLES):
-        raise PermissionDenied(f"{actor.username} may not deploy: needs role admin or regulator")
+    scope.check_deploy(actor, None)
     candidates, problems = _read(uploads, max_bytes)
     if problems:
         raise DeploymentError(problems)
     latest = _latest(session)
     for candidate in candidates.values():
         candidate.latest = latest.get((candidate.kind, candidate.key))
+        scope.check_deploy(actor, candidate.latest.department_id if candidate.latest else None)
     world = _world(session, candidates, latest)
     processes = _affected(session, candidates, latest, world)
     for candidate in processes:
@@ -343,7 +342,7 @@ def _store(session: Session, candidates: dict[tuple[str, str], Candidate], proce
             kind=candidate.kind, key=candidate.key, version=(candidate.latest.version + 1) if candidate.latest else 1,
             name=candidate.name, filename=candidate.filename, source=candidate.text,
             source_sha256=candidate.source_sha, sha256=sha, dependencies=dependencies,
-            deployed_by=actor.username,
+            deployed_by=actor.username, department_id=_owner(candidate, actor),
         )
         session.add(row)
         session.flush()
@@ -351,6 +350,13 @@ def _store(session: Session, candidates: dict[tuple[str, str], Candidate], proce
         status = "created" if key in candidates else "rebound"
         outcomes.append(Outcome(*key, row.version, status, sha))
     return outcomes
+
+
+def _owner(candidate: Candidate, actor: Actor) -> int | None:
+    """Keep a key's owning department; a regulator's new key belongs to their department."""
+    if candidate.latest is not None:
+        return candidate.latest.department_id
+    return actor.organisation_id if actor.has_role("regulator") and not actor.has_role("admin") else None
 
 
 def _called_first(processes: list[Candidate], world: dict[tuple[str, str], Candidate]) -> list[Candidate]:

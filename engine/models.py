@@ -10,11 +10,16 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from engine.clock import now
 from engine.db import Base, UTCDateTime
 
+ORGANISATION_KINDS = ("centre", "department", "company", "agency", "supervisor")
 ROLES = ("admin", "staff", "regulator", "tenderer", "agency", "bidder", "expert", "auditor")
 
 
 class Organisation(Base):
-    """A city centre, county sub-centre, department, company, agency or supervisory body."""
+    """A city centre, county sub-centre, department, company, agency or supervisory body.
+
+    ``kind`` is one of ORGANISATION_KINDS; centres carry ``level`` (city/county),
+    county sub-centres have the city centre as parent.
+    """
 
     __tablename__ = "organisations"
 
@@ -40,6 +45,45 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     roles: Mapped[list[UserRole]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+
+class ApiToken(Base):
+    """A personal API token: only its sha256 is stored; revocable."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginAttempt(Base):
+    """A failed login, kept to rate-limit guessing across every web worker."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_user_at", "username", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class StoredFile(Base):
+    """Metadata of a content-addressed file under GGZY_HOME/files (the bytes live on disk by sha256)."""
+
+    __tablename__ = "stored_files"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    media_type: Mapped[str] = mapped_column(String(100))
+    original_name: Mapped[str] = mapped_column(String(300))
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
 class UserRole(Base):
@@ -73,6 +117,7 @@ class DefinitionVersion(Base):
     source_sha256: Mapped[str] = mapped_column(String(64))
     sha256: Mapped[str] = mapped_column(String(64))
     dependencies: Mapped[list[int]] = mapped_column(JSON, default=list)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     deployed_by: Mapped[str] = mapped_column(String(64))
@@ -97,6 +142,7 @@ class Instance(Base):
     centre_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
     department_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
     project_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    tenderer_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
     started_by: Mapped[str] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
@@ -113,6 +159,7 @@ class InboxTask(Base):
         Index("ix_inbox_role_due", "role", "due_at"),
         Index("ix_inbox_centre_role_due", "centre_id", "role", "due_at"),
         Index("ix_inbox_assignee_due", "assignee_id", "due_at"),
+        Index("ix_inbox_department_role_due", "department_id", "role", "due_at"),
     )
 
     task_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -126,6 +173,7 @@ class InboxTask(Base):
     centre_id: Mapped[int | None] = mapped_column(Integer)
     department_id: Mapped[int | None] = mapped_column(Integer)
     project_id: Mapped[int | None] = mapped_column(Integer)
+    tenderer_id: Mapped[int | None] = mapped_column(Integer)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 

@@ -22,11 +22,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from engine import audit, clock, inbox, store
+from engine import audit, clock, inbox, scope, store
 from engine.actors import Actor
 from engine.bundles import Bundle, bundle_for
 from engine.deploy import latest_process
-from engine.errors import Conflict, EngineError, FormValidationError, InvalidState, NotFound, PermissionDenied
+from engine.errors import Conflict, EngineError, FormValidationError, InvalidState, NotFound
 from engine.functions import FUNCTION_NAMES
 from engine.models import InboxTask, Instance, TaskLog
 from engine.sandbox import check_data_keys
@@ -46,6 +46,7 @@ class Loaded:
 def start_instance(
     session: Session, key: str, data: dict[str, Any] | None, actor: Actor, *,
     centre_id: int | None = None, department_id: int | None = None, project_id: int | None = None,
+    tenderer_id: int | None = None,
 ) -> Instance:
     """Start the latest active version of process ``key`` with initial ``data``."""
     version = latest_process(session, key)
@@ -60,7 +61,7 @@ def start_instance(
     instance = Instance(
         process_version_id=version.id, process_key=key, status="running", state="",
         serializer_version=store.SERIALIZER_VERSION, started_by=actor.username, centre_id=centre_id,
-        department_id=department_id, project_id=project_id, started_at=clock.now(),
+        department_id=department_id, project_id=project_id, tenderer_id=tenderer_id, started_at=clock.now(),
     )
     session.add(instance)
     session.flush()
@@ -79,9 +80,7 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None, a
     if instance.status != "running":
         raise InvalidState(f"instance {instance.id} is {instance.status}; its tasks cannot be completed",
                            instance=instance.id)
-    if not actor.has_role(row.role):
-        raise PermissionDenied(f"{actor.username} does not hold role {row.role!r} needed for task {row.element_id}",
-                               task=task_id)
+    scope.check_task(actor, row)
     values = validate_form(loaded.bundle, row.form_key, data or {})
     task = loaded.workflow.get_task_from_id(UUID(task_id))
     if task is None or not task.has_state(TaskState.READY):
@@ -252,9 +251,8 @@ def _set_status(session: Session, instance_id: int, reason: str, actor: Actor, a
                 allowed: tuple[str, ...], status: str | None) -> Instance:
     if not reason or not reason.strip():
         raise EngineError(f"a reason is required to {action} an instance")
-    if not actor.has_role("staff") and not actor.has_role("regulator") and not actor.has_role("admin"):
-        raise PermissionDenied(f"{actor.username} may not {action} instances")
     loaded = load(session, instance_id, lock=True)
+    scope.check_manage_instance(actor, loaded.instance)
     previous = loaded.instance.status
     if previous not in allowed:
         raise InvalidState(f"instance {instance_id} is {previous}; cannot {action} it")

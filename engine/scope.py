@@ -1,0 +1,124 @@
+"""Who sees and acts on what, enforced in the engine (views only reuse it).
+
+- admins and auditors see everything; auditors only read;
+- staff see the work of their centre; regulators of their department;
+- tenderers (and agencies) the instances of their own organisation;
+- bidders and experts only the steps assigned to them.
+
+An instance without a centre, department or tenderer is platform-level (started
+by an operator) and is not narrowed on that dimension.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, false, or_, true
+
+from engine.actors import Actor
+from engine.errors import PermissionDenied
+from engine.models import InboxTask, Instance
+
+_WIDE = ("admin", "auditor")
+_PERSONAL = ("bidder", "expert")
+
+
+def _dimension(actor: Actor) -> str | None:
+    if actor.username == "system" or any(actor.has_role(r) for r in _WIDE):
+        return None
+    if actor.has_role("staff"):
+        return "centre_id"
+    if actor.has_role("regulator"):
+        return "department_id"
+    if actor.has_role("tenderer") or actor.has_role("agency"):
+        return "tenderer_id"
+    return "assignee_id"
+
+
+def _match(column, value):
+    return or_(column.is_(None), column == value) if value is not None else column.is_(None)
+
+
+def inbox_clause(actor: Actor):
+    """Return the WHERE clause limiting inbox rows to the actor's scope."""
+    dimension = _dimension(actor)
+    if dimension is None:
+        return true()
+    if dimension == "assignee_id":
+        return InboxTask.assignee_id == actor.user_id if actor.user_id is not None else false()
+    return _match(getattr(InboxTask, dimension), actor.organisation_id)
+
+
+def instance_clause(actor: Actor):
+    """Return the WHERE clause limiting instances to the actor's scope."""
+    dimension = _dimension(actor)
+    if dimension is None:
+        return true()
+    if dimension == "assignee_id":
+        assigned = InboxTask.__table__.select().with_only_columns(InboxTask.instance_id).where(
+            InboxTask.assignee_id == actor.user_id)
+        return Instance.id.in_(assigned)
+    return _match(getattr(Instance, dimension), actor.organisation_id)
+
+
+def scoped_inbox(query: Select, actor: Actor) -> Select:
+    """Narrow an inbox query to the actor's scope."""
+    return query.where(inbox_clause(actor))
+
+
+def scoped_instances(query: Select, actor: Actor) -> Select:
+    """Narrow an instance query to the actor's scope."""
+    return query.where(instance_clause(actor))
+
+
+def _in_scope(actor: Actor, row: InboxTask | Instance, dimension: str | None) -> bool:
+    if dimension is None:
+        return True
+    if dimension == "assignee_id":
+        return isinstance(row, InboxTask) and row.assignee_id is not None and row.assignee_id == actor.user_id
+    value = getattr(row, dimension)
+    return value is None or value == actor.organisation_id
+
+
+def check_task(actor: Actor, row: InboxTask) -> None:
+    """Refuse unless the actor may act on this task: holds its lane's role, in scope, assigned if personal."""
+    if actor.has_role("auditor") and not actor.has_role(row.role):
+        raise PermissionDenied(f"{actor.username} is an auditor and may only read")
+    if not actor.has_role(row.role):
+        raise PermissionDenied(f"{actor.username} does not hold role {row.role!r} needed for task {row.element_id}",
+                               task=row.task_id)
+    if row.role in _PERSONAL and actor.username != "system" and row.assignee_id != actor.user_id:
+        raise PermissionDenied(f"task {row.element_id} is not assigned to {actor.username}", task=row.task_id)
+    if row.role not in _PERSONAL and not _in_scope(actor, row, _dimension(actor)):
+        raise PermissionDenied(f"task {row.element_id} belongs to another organisation's work", task=row.task_id)
+
+
+def can_view_instance(actor: Actor, instance: Instance) -> bool:
+    """Tell whether the actor may see an instance."""
+    return _in_scope(actor, instance, _dimension(actor)) if _dimension(actor) != "assignee_id" else False
+
+
+def check_view_instance(actor: Actor, instance: Instance, *, assigned: bool = False) -> None:
+    """Refuse unless the actor may see the instance (personal roles: only where assigned a step)."""
+    if _dimension(actor) == "assignee_id":
+        if not assigned:
+            raise PermissionDenied(f"{actor.username} has no step in instance {instance.id}")
+        return
+    if not _in_scope(actor, instance, _dimension(actor)):
+        raise PermissionDenied(f"instance {instance.id} belongs to another organisation's work")
+
+
+def check_manage_instance(actor: Actor, instance: Instance) -> None:
+    """Refuse unless the actor may suspend, resume or terminate the instance (staff, regulators, admins)."""
+    if not (actor.username == "system" or actor.has_role("admin") or actor.has_role("staff")
+            or actor.has_role("regulator")):
+        raise PermissionDenied(f"{actor.username} may not suspend, resume or terminate instances")
+    check_view_instance(actor, instance)
+
+
+def check_deploy(actor: Actor, owner_department_id: int | None) -> None:
+    """Refuse unless the actor may deploy under a key owned by ``owner_department_id`` (None: unowned)."""
+    if actor.username == "system" or actor.has_role("admin"):
+        return
+    if not actor.has_role("regulator"):
+        raise PermissionDenied(f"{actor.username} may not deploy: needs role admin or regulator")
+    if owner_department_id is not None and owner_department_id != actor.organisation_id:
+        raise PermissionDenied(f"{actor.username} may only deploy their own department's processes and rules")
