@@ -7,13 +7,18 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from engine import audit
-from engine.errors import EngineError, NotFound
-from engine.models import ROLES, User, UserRole
+from engine import audit, clock
+from engine.errors import EngineError, NotFound, PermissionDenied, RateLimited
+from engine.models import ROLES, LoginAttempt, User, UserRole
+
+MAX_FAILED_LOGINS = 5
+LOGIN_WINDOW = timedelta(minutes=15)
+MIN_PASSWORD_LENGTH = 8
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
@@ -81,3 +86,38 @@ def load_actor(session: Session, username: str) -> Actor:
     if user is None or not user.active:
         raise NotFound(f"no active user {username!r}")
     return Actor(user.username, frozenset(r.role for r in user.roles), user.id, user.organisation_id)
+
+
+def actor_of(user: User) -> Actor:
+    """Return the Actor of a user row."""
+    return Actor(user.username, frozenset(r.role for r in user.roles), user.id, user.organisation_id)
+
+
+def authenticate(session: Session, username: str, password: str, remote_addr: str = "") -> User:
+    """Check a login; refuse after too many recent failures for that name (the caller commits)."""
+    since = clock.now() - LOGIN_WINDOW
+    failures = session.execute(
+        select(func.count()).select_from(LoginAttempt)
+        .where(LoginAttempt.username == username, LoginAttempt.at >= since)
+    ).scalar()
+    if failures >= MAX_FAILED_LOGINS:
+        raise RateLimited(f"too many failed logins for {username!r}; try again in 15 minutes")
+    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    if user is None or not user.active or not check_password(user.password_hash, password):
+        session.add(LoginAttempt(username=username, remote_addr=remote_addr[:64], at=clock.now()))
+        session.flush()
+        raise PermissionDenied("wrong user name or password")
+    session.execute(delete(LoginAttempt).where(LoginAttempt.username == username))
+    audit.append(session, actor=username, action="user.login", payload={"remote_addr": remote_addr})
+    return user
+
+
+def change_password(session: Session, user_id: int, old: str, new: str) -> None:
+    """Change a user's password after checking the old one."""
+    user = session.get(User, user_id)
+    if user is None or not check_password(user.password_hash, old):
+        raise PermissionDenied("the current password is wrong")
+    if len(new) < MIN_PASSWORD_LENGTH:
+        raise EngineError(f"the new password needs at least {MIN_PASSWORD_LENGTH} characters")
+    user.password_hash = hash_password(new)
+    audit.append(session, actor=user.username, action="user.password", payload={})

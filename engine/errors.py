@@ -31,6 +31,10 @@ class Conflict(EngineError):
     """The state changed under the caller (e.g. the task was already completed)."""
 
 
+class RateLimited(EngineError):
+    """Too many attempts; try again later."""
+
+
 class InvalidState(EngineError):
     """The operation does not apply to the object in its current state."""
 

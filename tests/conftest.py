@@ -13,7 +13,6 @@ from engine import clock
 from engine.actors import SYSTEM, add_user, load_actor
 from engine.config import Config
 from engine.context import Context, open_context
-from engine.db import Base
 from engine.deploy import Upload, collect, deploy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,4 +88,34 @@ def users(ctx: Context) -> dict:
         return {name: load_actor(s, name) for name in ("zhang", "li", "wang", "zhao", "chen")}
 
 
-__all__ = ["Base", "FIXTURES", "ROOT", "START", "deploy_paths", "deploy_texts"]
+
+
+
+@pytest.fixture
+def app(ctx):
+    """Return the web app on the test database (CSRF on, as in production)."""
+    from web import create_app
+
+    application = create_app(context=ctx, TESTING=True)
+    return application
+
+
+@pytest.fixture
+def client(app):
+    """Return a test client."""
+    return app.test_client()
+
+
+def csrf_of(client, path: str = "/login") -> str:
+    """Fetch a page and return its CSRF token."""
+    import re
+
+    html = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+
+
+def login(client, username: str, password: str | None = None):
+    """Log a user in through the real form (with its CSRF token)."""
+    token = csrf_of(client)
+    return client.post("/login", data={"username": username, "password": password or "secret-" + username,
+                                       "csrf_token": token})

@@ -1,0 +1,1 @@
+"""View modules: one blueprint per area, discovered by ``web.pages``."""
