@@ -227,13 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """Run one ``ggzy`` command; user errors are one line on stderr and exit status 1 or 2."""
-    args = build_parser().parse_args(argv)
+    args = (parser or build_parser()).parse_args(argv)
     ctx = None
     try:
         ctx = open_context()
-        if args.command != "init":
+        if args.command not in ("init", "serve"):
             ctx.require_schema()
         return args.handler(ctx, args)
     except FormValidationError as err:

@@ -45,7 +45,8 @@ def _row(instance: Instance, task: Task, task_id: str, created: datetime) -> Inb
     return InboxTask(
         task_id=task_id, instance_id=instance.id, element_id=spec.bpmn_id, title=spec.bpmn_name or spec.bpmn_id,
         role=spec.lane or "", form_key=properties.get(FORM_PROPERTY), due_at=due_at(task),
-        process_key=instance.process_key, centre_id=instance.centre_id, department_id=instance.department_id,
+        process_key=instance.process_key, category=instance.category, instance_title=instance.title,
+        centre_id=instance.centre_id, department_id=instance.department_id,
         project_id=instance.project_id, tenderer_id=instance.tenderer_id, created_at=created,
     )
 
