@@ -58,7 +58,7 @@ def check_password(stored: str | None, password: str) -> bool:
 
 def add_user(
     session: Session, username: str, roles: list[str], *, password: str | None = None,
-    display_name: str = "", organisation_id: int | None = None, actor: Actor = SYSTEM,
+    display_name: str = "", organisation_id: int | None = None, lead: bool = False, actor: Actor = SYSTEM,
 ) -> User:
     """Create a user with roles; refuse unknown roles and taken names."""
     unknown = sorted(set(roles) - set(ROLES))
@@ -68,13 +68,32 @@ def add_user(
         raise EngineError("a user needs at least one role")
     if session.execute(select(User.id).where(User.username == username)).first():
         raise EngineError(f"user {username!r} already exists")
-    user = User(username=username, display_name=display_name or username, organisation_id=organisation_id,
+    if not username or len(username) > 64 or not all(c.isalnum() or c in "._-" for c in username):
+        raise EngineError(f"user name {username!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+        raise EngineError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    user = User(username=username, display_name=display_name or username, organisation_id=organisation_id, lead=lead,
                 password_hash=hash_password(password) if password else None,
                 roles=[UserRole(role=r) for r in sorted(set(roles))])
     session.add(user)
     session.flush()
     audit.append(session, actor=actor.username, action="user.add",
-                 payload={"username": username, "roles": sorted(set(roles))})
+                 payload={"username": username, "roles": sorted(set(roles)), "organisation_id": organisation_id})
+    return user
+
+
+def set_active(session: Session, user_id: int, active: bool, actor: Actor) -> User:
+    """Activate or deactivate a user (admins only); a deactivated user cannot log in."""
+    if not actor.has_role("admin"):
+        raise PermissionDenied(f"{actor.username} may not manage users")
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user {user_id}")
+    if user.id == actor.user_id and not active:
+        raise EngineError("you cannot deactivate yourself")
+    user.active = active
+    audit.append(session, actor=actor.username, action="user.activate" if active else "user.deactivate",
+                 payload={"username": user.username})
     return user
 
 
