@@ -22,10 +22,11 @@ $(STAMP): pyproject.toml package.json package-lock.json
 	cp -r node_modules/diff2html/bundles $(VENDOR)/diff2html
 	touch $(STAMP)
 
+DEMO_HOME ?= var/demo
+
 demo: install
-	GGZY_HOME=$${GGZY_HOME:-var/demo} $(BIN)/ggzy init
-	GGZY_HOME=$${GGZY_HOME:-var/demo} $(BIN)/ggzy deploy rules forms bpmn
-	GGZY_HOME=$${GGZY_HOME:-var/demo} $(BIN)/python -m engine.demo
+	rm -rf $(DEMO_HOME)
+	GGZY_HOME=$(DEMO_HOME) GGZY_SWEEP_SECONDS=$${GGZY_SWEEP_SECONDS:-2} $(BIN)/ggzy demo
 
 test: install
 	$(BIN)/ruff check .
@@ -33,6 +34,7 @@ test: install
 
 bench: install
 	$(BIN)/ggzy bench
+	$(BIN)/python -m web.bench
 
 lint: install
 	$(BIN)/ruff check .

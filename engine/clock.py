@@ -45,6 +45,18 @@ class FixedClock(Clock):
         return self.instant
 
 
+class AcceleratedClock(Clock):
+    """A clock running ``speed`` times faster than real time from ``start`` (demos)."""
+
+    def __init__(self, start: datetime, speed: float) -> None:
+        self.start = _aware(start)
+        self.speed = speed
+        self.real_start = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.start + (datetime.now(UTC) - self.real_start) * self.speed
+
+
 _clock: Clock = Clock()
 _as_of: ContextVar[datetime | None] = ContextVar("ggzy_as_of", default=None)
 

@@ -21,6 +21,7 @@ class Config:
     env: str = "development"
     fixed_now: datetime | None = None
     sweep_seconds: float = 5.0
+    clock_speed: float = 1.0
     max_xml_bytes: int = 5 * 1024 * 1024
 
     def __post_init__(self) -> None:
@@ -28,6 +29,8 @@ class Config:
             raise ConfigError(f"GGZY_ENV must be one of {', '.join(ENVIRONMENTS)}, not {self.env!r}")
         if self.fixed_now is not None and self.env == "production":
             raise ConfigError("GGZY_NOW fixes the clock and is refused when GGZY_ENV=production")
+        if self.clock_speed != 1.0 and self.env == "production":
+            raise ConfigError("GGZY_CLOCK_SPEED accelerates the clock and is refused when GGZY_ENV=production")
         if self.fixed_now is not None and self.fixed_now.tzinfo is None:
             raise ConfigError("GGZY_NOW must carry a UTC offset, e.g. 2026-09-29T09:00:00+08:00")
 
@@ -59,6 +62,8 @@ class Config:
         }
         if env.get("GGZY_SWEEP_SECONDS"):
             values["sweep_seconds"] = _parse_float("GGZY_SWEEP_SECONDS", env["GGZY_SWEEP_SECONDS"])
+        if env.get("GGZY_CLOCK_SPEED"):
+            values["clock_speed"] = _parse_float("GGZY_CLOCK_SPEED", env["GGZY_CLOCK_SPEED"])
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 

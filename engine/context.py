@@ -39,5 +39,7 @@ def open_context(config: Config | None = None) -> Context:
     config = config or Config.from_env()
     if config.fixed_now is not None:
         clock.install(clock.FixedClock(config.fixed_now))
+    elif config.clock_speed != 1.0:
+        clock.install(clock.AcceleratedClock(clock.now(), config.clock_speed))
     engine = make_engine(config)
     return Context(config, engine, make_session_factory(engine))

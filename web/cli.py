@@ -26,6 +26,20 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
+    """Seed demo data (a fresh database), print the logins, then serve."""
+    from engine.demo import seed
+
+    logins = seed(ctx)
+    print("ggzy demo — logins (user / password / roles):", flush=True)
+    for login in logins:
+        print(f"  {login.username:12} {login.password:14} {','.join(login.roles):10} {login.display_name}")
+    if args.no_serve:
+        return 0
+    args.no_scheduler = False
+    return cmd_serve(ctx, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the engine's parser with ``serve`` added."""
     parser = engine_cli.build_parser()
@@ -36,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-scheduler", action="store_true", help="run the scheduler separately (`ggzy scheduler`)")
     serve.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve)
+    demo = sub.add_parser("demo", help="seed demo data and serve")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=5000)
+    demo.add_argument("--no-serve", action="store_true", help="only seed")
+    demo.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 

@@ -1,0 +1,112 @@
+"""Demo data: the Zhangye organisations, one user per role, the example processes, instances in every state."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import clock, runtime, timers
+from engine.actors import SYSTEM, add_user, load_actor
+from engine.context import Context
+from engine.deploy import collect, deploy
+from engine.models import InboxTask, User
+from engine.orgs import add_organisation, seed_zhangye
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTENT = [ROOT / "rules", ROOT / "forms", ROOT / "bpmn"]
+COMPANY_USCC = "91350100M000100Y43"
+AGENCY_USCC = "91110000600037341L"
+# (username, display name, roles, organisation code, lead)
+DEMO_USERS = [
+    ("admin", "平台管理员", ["admin"], "zy-centre", False),
+    ("staff", "王敏（市中心）", ["staff"], "zy-centre", True),
+    ("staff_linze", "李强（临泽县分中心）", ["staff"], "zy-linze", False),
+    ("regulator", "赵静（市住建局）", ["regulator"], "dept-zjj", False),
+    ("tenderer", "陈伟（张掖市城投公司）", ["tenderer"], "demo-tenderer", False),
+    ("agency", "刘洋（甘肃某招标代理）", ["agency"], "demo-agency", False),
+    ("bidder", "孙涛（某建设集团）", ["bidder"], None, False),
+    ("expert", "周教授", ["expert"], None, False),
+    ("auditor", "吴审计（市纪委监委）", ["auditor"], "sup-jw", False),
+]
+SUBMISSION = {"project_name": "张掖市甘州区滨河路道路改造工程", "page_count": 120, "estimate": "4860000.00",
+              "summary": "道路改造施工图设计文件及预算"}
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    """A demo user's login, printed when the demo starts."""
+
+    username: str
+    display_name: str
+    roles: list[str]
+    password: str
+
+
+def seed(ctx: Context) -> list[DemoLogin]:
+    """Seed a fresh database with demo data; return the logins."""
+    ctx.initialise()
+    password = os.environ.get("GGZY_DEMO_PASSWORD") or secrets.token_urlsafe(9)
+    with ctx.sessions.begin() as s:
+        if s.execute(select(User.id).where(User.username == "admin")).first():
+            return [DemoLogin(u, d, r, "(unchanged)") for u, d, r, _, _ in DEMO_USERS]
+        orgs = seed_zhangye(s)
+        orgs["demo-tenderer"] = add_organisation(s, "demo-tenderer", "张掖市城市建设投资有限公司", "company",
+                                                 uscc=COMPANY_USCC)
+        orgs["demo-agency"] = add_organisation(s, "demo-agency", "甘肃某工程招标代理有限公司", "agency",
+                                               uscc=AGENCY_USCC)
+        for username, name, roles, org, lead in DEMO_USERS:
+            add_user(s, username, roles, password=password, display_name=name,
+                     organisation_id=orgs[org].id if org else None, lead=lead)
+        deploy(s, collect(CONTENT), SYSTEM)
+    _instances(ctx)
+    return [DemoLogin(u, d, r, password) for u, d, r, _, _ in DEMO_USERS]
+
+
+def _instances(ctx: Context) -> None:
+    real = clock.current()
+    now = clock.now()
+    try:
+        clock.install(clock.FixedClock(now - timedelta(days=12)))
+        overdue = _start(ctx, "滨河路道路改造工程文件审查（已超期）", submit=True)
+        clock.install(clock.FixedClock(now - timedelta(days=1)))
+        reviewing = _start(ctx, "甘州区第三中学教学楼文件审查", submit=True)
+        done = _start(ctx, "临泽县供水管网改造文件审查", submit=True, centre="zy-linze")
+        suspended = _start(ctx, "高台县农田水利工程文件审查", submit=False, centre="zy-gaotai")
+        _start(ctx, "山丹县文化中心文件审查", submit=False)
+    finally:
+        clock.install(real)
+    timers.sweep(ctx.sessions, clock.now())
+    with ctx.sessions.begin() as s:
+        staff = load_actor(s, "staff_linze")
+        task = _open_task(s, done)
+        runtime.complete_task(s, task.task_id, {"decision": "approve", "comments": "文件齐全，同意。"}, staff)
+        runtime.suspend(s, suspended, "收到投诉，暂停核查（紧急纠错）", load_actor(s, "regulator"))
+    assert overdue and reviewing
+
+
+def _start(ctx: Context, title: str, *, submit: bool, centre: str = "zy-centre") -> int:
+    with ctx.sessions.begin() as s:
+        orgs = {o: _org_id(s, o) for o in (centre, "dept-zjj", "demo-tenderer")}
+        tenderer = load_actor(s, "tenderer")
+        instance = runtime.start_instance(
+            s, "document_review", {}, tenderer, centre_id=orgs[centre], department_id=orgs["dept-zjj"],
+            tenderer_id=orgs["demo-tenderer"], category="construction", title=title)
+        if submit:
+            runtime.complete_task(s, _open_task(s, instance.id).task_id, SUBMISSION, tenderer)
+        return instance.id
+
+
+def _org_id(session: Session, code: str) -> int:
+    from engine.orgs import get_by_code
+
+    return get_by_code(session, code).id
+
+
+def _open_task(session: Session, instance_id: int) -> InboxTask:
+    return session.execute(select(InboxTask).where(InboxTask.instance_id == instance_id)).scalars().first()
