@@ -119,3 +119,6 @@ def login(client, username: str, password: str | None = None):
     token = csrf_of(client)
     return client.post("/login", data={"username": username, "password": password or "secret-" + username,
                                        "csrf_token": token})
+
+
+pytest_plugins = ["browser"]
