@@ -1,0 +1,88 @@
+"""The authorization matrix: every route x every role (and anonymous), generated from the URL map.
+
+A route that is not in EXPECTED fails the test, so no new route ships without a decision on who may call it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import login
+
+from engine.actors import add_user
+from engine.models import ROLES
+from web.access import AUTHENTICATED, PUBLIC
+
+ALL = frozenset(ROLES)
+EXPECTED: dict[str, frozenset[str]] = {
+    "home.index": frozenset([PUBLIC]),
+    "auth.login": frozenset([PUBLIC]),
+    "auth.language": frozenset([PUBLIC]),
+    "auth.logout": frozenset([AUTHENTICATED]),
+    "auth.password": frozenset([AUTHENTICATED]),
+    "people.users": frozenset(["admin"]),
+    "people.user_active": frozenset(["admin"]),
+    "people.organisations": frozenset(["admin"]),
+}
+SAMPLE = {"int": "1", "string": "x", "default": "x", "path": "x"}
+
+
+def _routes(app):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        url = re.sub(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>", lambda m: SAMPLE.get(m.group(1) or "default", "x"),
+                     rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield rule.endpoint, method, url
+
+
+def _allowed(declared: frozenset[str], role: str | None) -> bool:
+    if PUBLIC in declared:
+        return True
+    if role is None:
+        return False
+    return AUTHENTICATED in declared or role in declared
+
+
+def test_every_route_has_an_expected_entry(app):
+    from web.access import access_of
+
+    with app.test_request_context():
+        endpoints = {endpoint for endpoint, _, _ in _routes(app)}
+        missing = sorted(endpoints - set(EXPECTED))
+        assert missing == [], f"routes without an authorization-matrix entry: {missing}"
+        for endpoint in endpoints:
+            assert access_of(endpoint) == EXPECTED[endpoint], endpoint
+
+
+@pytest.fixture
+def people(ctx):
+    with ctx.sessions.begin() as s:
+        for role in ROLES:
+            add_user(s, f"u_{role}", [role], password=f"pw-{role}-123")
+    return {role: (f"u_{role}", f"pw-{role}-123") for role in ROLES}
+
+
+@pytest.mark.parametrize("role", [None, *ROLES])
+def test_access_is_enforced_for_every_route(app, people, role):
+    client = app.test_client()
+    if role is not None:
+        assert login(client, *people[role]).status_code == 302
+    app.config["WTF_CSRF_ENABLED"] = False
+    for endpoint, method, url in _routes(app):
+        if endpoint in ("auth.logout", "auth.login", "auth.language"):
+            continue
+        response = client.open(url, method=method)
+        allowed = _allowed(EXPECTED[endpoint], role)
+        where = f"{method} {url} as {role or 'anonymous'}"
+        if allowed:
+            assert response.status_code not in (401, 403), where
+            assert "/login" not in response.headers.get("Location", ""), where
+        elif role is None:
+            assert response.status_code in (302, 401), where
+            if response.status_code == 302:
+                assert "/login" in response.headers["Location"], where
+        else:
+            assert response.status_code == 403, where
