@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from engine import services
 from engine.functions import FUNCTION_NAMES
 from engine.models import ROLES
 from engine.sandbox import decisions_called, lint_code
@@ -66,6 +67,9 @@ def code_snippets(root: etree._Element) -> Iterator[Snippet]:
                 yield Snippet(_owner(node), node.text or "", expression=True)
     for node in root.iterfind(f".//spiffworkflow:property[@name='{DUE_PROPERTY}']", NS):
         yield Snippet(_owner(node), node.get("value", ""), expression=True)
+    for node in root.iterfind(".//spiffworkflow:serviceTaskOperator/spiffworkflow:parameters/spiffworkflow:parameter",
+                              NS):
+        yield Snippet(_owner(node), node.get("value", ""), expression=True)
 
 
 def bpmn_refs(root: etree._Element) -> BpmnRefs:
@@ -110,8 +114,13 @@ def lint_bpmn(
     for called, node in refs.called.items():
         if called not in processes:
             problems.append(_at(filename, node, f"called process {called!r} is not deployed"))
+    handlers = services.registry()
     for node in root.iterfind(".//bpmn:serviceTask", NS):
-        problems.append(_at(filename, node, "service tasks have no registered handler yet"))
+        operator = node.find("bpmn:extensionElements/spiffworkflow:serviceTaskOperator", NS)
+        name = operator.get("id", "") if operator is not None else ""
+        if name not in handlers:
+            problems.append(_at(filename, node, f"service {name!r} is not a registered service task handler"
+                                + _hint(name, set(handlers))))
     return problems
 
 

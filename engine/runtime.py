@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from engine import audit, clock, inbox, scope, store
+from engine import audit, clock, inbox, scope, services, store
 from engine.actors import Actor
 from engine.bundles import Bundle, bundle_for
 from engine.deploy import latest_process
@@ -159,6 +159,8 @@ def _check_keys(data: dict[str, Any]) -> None:
 def _advance(session: Session, loaded: Loaded, actor: Actor, *, run=None, new: bool = False) -> None:
     """Run ``run`` (a task) and the engine steps; record a failure as the instance's error."""
     error = None
+    instance = loaded.instance
+    token = services.current.set(services.Binding(session, instance.id, instance.project_id, actor.username))
     try:
         if run is not None:
             run.run()
@@ -167,6 +169,8 @@ def _advance(session: Session, loaded: Loaded, actor: Actor, *, run=None, new: b
         error = _error_record(err)
     except EngineError as err:
         error = {"message": str(err), "element_id": None, "task_id": None}
+    finally:
+        services.current.reset(token)
     persist(session, loaded, error=error, new=new)
     if error is not None:
         audit.append(session, actor=actor.username, action="instance.error", instance_id=loaded.instance.id,

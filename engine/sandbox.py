@@ -10,6 +10,7 @@ diagram functions (``engine.functions``), nothing else.
 from __future__ import annotations
 
 import ast
+import json
 import operator
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -27,7 +28,9 @@ from RestrictedPython.Guards import (
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
+from SpiffWorkflow.exceptions import SpiffWorkflowException
 
+from engine import services
 from engine.errors import ScriptError
 
 _BUILTIN_NAMES = (
@@ -158,8 +161,6 @@ class RestrictedEnvironment(BasePythonScriptEngineEnvironment):
         context.update({k: v for k, v in names.items() if k not in reserved and not callable(v)})
         return True
 
-    def call_service(self, context: dict[str, Any], **kwargs: Any) -> Any:
-        raise ScriptError(f"no service task handler is registered for {kwargs.get('operation_name')!r}")
 
 
 class RestrictedScriptEngine(PythonScriptEngine):
@@ -170,6 +171,24 @@ class RestrictedScriptEngine(PythonScriptEngine):
 
     def validate(self, expression: str) -> None:
         ast.parse(expression)
+
+    def call_service(self, task: Any, operation_name: str, operation_params: dict[str, Any], **_: Any) -> str:
+        """Run a registered service handler in the current engine step's transaction."""
+        handler = services.registry().get(operation_name)
+        binding = services.current.get()
+        try:
+            if handler is None:
+                raise ScriptError(f"no service task handler is registered for {operation_name!r}")
+            if binding is None:
+                raise ScriptError(f"service {operation_name!r} called outside an engine step")
+            call = services.ServiceCall(binding.session, binding.instance_id, binding.project_id, binding.actor,
+                                        task.data, task.task_spec.bpmn_id)
+            params = {name: param["value"] for name, param in operation_params.items()}
+            return json.dumps(handler(call, **params), default=str, ensure_ascii=False)
+        except SpiffWorkflowException:
+            raise
+        except Exception as err:
+            raise WorkflowTaskException(f"{type(err).__name__}: {err}", task=task, exception=err) from err
 
     def execute(self, task: Any, script: str, external_context: Any = None) -> Any:
         try:
