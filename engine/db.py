@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, Numeric, String, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -36,6 +37,28 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class Money(TypeDecorator):
+    """An exact CNY amount: NUMERIC(18, 2) on PostgreSQL, text on SQLite (which has no exact decimal)."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(18, 2, asdecimal=True))
+        return dialect.type_descriptor(String(40))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise ValueError(f"amounts must be Decimal, not {type(value).__name__}")
+        return value if dialect.name == "postgresql" else str(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
 
 
 def make_engine(config: Config, **kwargs: Any) -> Engine:

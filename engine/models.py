@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.clock import now
-from engine.db import Base, UTCDateTime
+from engine.db import Base, Money, UTCDateTime
 
 ORGANISATION_KINDS = ("centre", "department", "company", "agency", "supervisor")
 ROLES = ("admin", "staff", "regulator", "tenderer", "agency", "bidder", "expert", "auditor")
@@ -221,3 +222,52 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Project(Base):
+    """A trading project (交易项目): registered by a tenderer or its agency, traded through one process."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str | None] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    category: Mapped[str] = mapped_column(String(32), index=True)
+    sub_type: Mapped[str] = mapped_column(String(32))
+    location_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    estimate: Mapped[Decimal] = mapped_column(Money)
+    funding: Mapped[str] = mapped_column(String(32))
+    tenderer_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    agency_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    centre_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    must_trade: Mapped[bool] = mapped_column(Boolean, default=True)
+    process_key: Mapped[str | None] = mapped_column(String(200))
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    contacts: Mapped[dict] = mapped_column(JSON, default=dict)
+    documents: Mapped[list] = mapped_column(JSON, default=list)
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    registered_by: Mapped[str] = mapped_column(String(64))
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class Notice(Base):
+    """A public notice (公告). Immutable once published: an amendment is a new notice linked to it."""
+
+    __tablename__ = "notices"
+    __table_args__ = (Index("ix_notices_published", "published_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"))
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    category: Mapped[str | None] = mapped_column(String(32), index=True)
+    centre_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    amends_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    published_by: Mapped[str] = mapped_column(String(64))
