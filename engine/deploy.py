@@ -107,6 +107,9 @@ def deploy(session: Session, uploads: list[Upload], actor: Actor, *, max_bytes: 
     world = _world(session, candidates, latest)
     processes = _affected(session, candidates, latest, world)
     for candidate in processes:
+        if candidate.latest is not None and (candidate.kind, candidate.key) not in candidates:
+            scope.check_deploy(actor, candidate.latest.department_id)
+    for candidate in processes:
         problems += _check_process(candidate, world)
     if problems:
         raise DeploymentError(problems)

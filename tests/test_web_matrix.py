@@ -24,6 +24,14 @@ EXPECTED: dict[str, frozenset[str]] = {
     "people.users": frozenset(["admin"]),
     "people.user_active": frozenset(["admin"]),
     "people.organisations": frozenset(["admin"]),
+    "admin.deploy": frozenset(["admin", "regulator"]),
+    "admin.deploy_edited": frozenset(["admin", "regulator"]),
+    "admin.edit": frozenset(["admin", "regulator"]),
+    "admin.versions": frozenset(["admin", "regulator", "auditor"]),
+    "admin.history": frozenset(["admin", "regulator", "auditor"]),
+    "admin.show": frozenset(["admin", "regulator", "auditor"]),
+    "admin.source": frozenset(["admin", "regulator", "auditor"]),
+    "admin.diff": frozenset(["admin", "regulator", "auditor"]),
 }
 SAMPLE = {"int": "1", "string": "x", "default": "x", "path": "x"}
 
