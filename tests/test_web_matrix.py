@@ -32,6 +32,13 @@ EXPECTED: dict[str, frozenset[str]] = {
     "admin.show": frozenset(["admin", "regulator", "auditor"]),
     "admin.source": frozenset(["admin", "regulator", "auditor"]),
     "admin.diff": frozenset(["admin", "regulator", "auditor"]),
+    "instances.index": ALL,
+    "instances.show": ALL,
+    "instances.diagram": ALL,
+    "instances.suspend": frozenset(["staff", "regulator", "admin"]),
+    "instances.resume": frozenset(["staff", "regulator", "admin"]),
+    "instances.terminate": frozenset(["staff", "regulator", "admin"]),
+    "instances.retry": frozenset(["staff", "admin"]),
 }
 SAMPLE = {"int": "1", "string": "x", "default": "x", "path": "x"}
 
