@@ -11,11 +11,12 @@ by an operator) and is not narrowed on that dimension.
 
 from __future__ import annotations
 
-from sqlalchemy import Select, false, or_, true
+from sqlalchemy import Select, false, or_, select, true, union_all
+from sqlalchemy.orm import Session
 
 from engine.actors import Actor
 from engine.errors import PermissionDenied
-from engine.models import InboxTask, Instance
+from engine.models import InboxTask, Instance, TaskLog
 
 _WIDE = ("admin", "auditor")
 _PERSONAL = ("bidder", "expert")
@@ -53,10 +54,25 @@ def instance_clause(actor: Actor):
     if dimension is None:
         return true()
     if dimension == "assignee_id":
-        assigned = InboxTask.__table__.select().with_only_columns(InboxTask.instance_id).where(
-            InboxTask.assignee_id == actor.user_id)
-        return Instance.id.in_(assigned)
+        return Instance.id.in_(_personal_steps(actor))
     return _match(getattr(Instance, dimension), actor.organisation_id)
+
+
+def _personal_steps(actor: Actor, instance_id: int | None = None):
+    """Instance ids where the actor holds an open assigned task or completed one."""
+    open_steps = select(InboxTask.instance_id).where(InboxTask.assignee_id == actor.user_id)
+    done_steps = select(TaskLog.instance_id).where(TaskLog.completed_by == actor.username)
+    if instance_id is not None:
+        open_steps = open_steps.where(InboxTask.instance_id == instance_id)
+        done_steps = done_steps.where(TaskLog.instance_id == instance_id)
+    return union_all(open_steps, done_steps)
+
+
+def has_step(session: Session, actor: Actor, instance_id: int) -> bool:
+    """Tell whether a personal-role actor (bidder, expert) has or had a step in the instance."""
+    if actor.user_id is None:
+        return False
+    return session.execute(_personal_steps(actor, instance_id).limit(1)).first() is not None
 
 
 def scoped_inbox(query: Select, actor: Actor) -> Select:

@@ -15,13 +15,13 @@ from typing import Any
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select, union_all
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import audit, runtime, scope
 from engine.actors import Actor
 from engine.errors import EngineError, NotFound, PermissionDenied
-from engine.models import ROLES, DefinitionVersion, InboxTask, Instance, TaskLog
+from engine.models import ROLES, DefinitionVersion, InboxTask, Instance
 from engine.progress import Progress, progress, trail_for
 from web import db
 from web.access import allow
@@ -154,18 +154,8 @@ def _instance(s: Session, instance_id: int) -> Instance:
 def _visible_instance(s: Session, actor: Actor, instance_id: int) -> Instance:
     """Return the instance if the actor may see it (bidders and experts: where a step is or was theirs)."""
     instance = _instance(s, instance_id)
-    scope.check_view_instance(actor, instance, assigned=_assigned(s, actor, instance_id))
+    scope.check_view_instance(actor, instance, assigned=scope.has_step(s, actor, instance_id))
     return instance
-
-
-def _assigned(s: Session, actor: Actor, instance_id: int) -> bool:
-    if actor.user_id is None:
-        return False
-    open_steps = select(InboxTask.task_id).where(InboxTask.instance_id == instance_id,
-                                                 InboxTask.assignee_id == actor.user_id)
-    done_steps = select(TaskLog.task_id).where(TaskLog.instance_id == instance_id,
-                                               TaskLog.completed_by == actor.username)
-    return s.execute(union_all(open_steps, done_steps).limit(1)).first() is not None
 
 
 def _may(check, actor: Actor, instance: Instance) -> bool:
