@@ -165,6 +165,7 @@ class InboxTask(Base):
         Index("ix_inbox_centre_role_due", "centre_id", "role", "due_at"),
         Index("ix_inbox_assignee_due", "assignee_id", "due_at"),
         Index("ix_inbox_department_role_due", "department_id", "role", "due_at"),
+        Index("ix_inbox_role_assignee_due", "role", "assignee_id", "due_at", "centre_id"),
     )
 
     task_id: Mapped[str] = mapped_column(String(36), primary_key=True)

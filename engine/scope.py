@@ -19,7 +19,7 @@ from engine.errors import PermissionDenied
 from engine.models import InboxTask, Instance, TaskLog
 
 _WIDE = ("admin", "auditor")
-_PERSONAL = ("bidder", "expert")
+PERSONAL_ROLES = ("bidder", "expert")
 
 
 def _dimension(actor: Actor) -> str | None:
@@ -95,15 +95,24 @@ def _in_scope(actor: Actor, row: InboxTask | Instance, dimension: str | None) ->
 
 
 def check_task(actor: Actor, row: InboxTask) -> None:
+    """Refuse unless the actor may complete this task: may act on its lane and, if it is claimed, holds it."""
+    check_lane(actor, row)
+    if (row.role not in PERSONAL_ROLES and row.assignee_id is not None and actor.username != "system"
+            and row.assignee_id != actor.user_id):
+        raise PermissionDenied(f"task {row.element_id} is claimed by another user; only they may complete it "
+                               "(a lead can release or reassign it)", task=row.task_id)
+
+
+def check_lane(actor: Actor, row: InboxTask) -> None:
     """Refuse unless the actor may act on this task: holds its lane's role, in scope, assigned if personal."""
     if actor.has_role("auditor") and not actor.has_role(row.role):
         raise PermissionDenied(f"{actor.username} is an auditor and may only read")
     if not actor.has_role(row.role):
         raise PermissionDenied(f"{actor.username} does not hold role {row.role!r} needed for task {row.element_id}",
                                task=row.task_id)
-    if row.role in _PERSONAL and actor.username != "system" and row.assignee_id != actor.user_id:
+    if row.role in PERSONAL_ROLES and actor.username != "system" and row.assignee_id != actor.user_id:
         raise PermissionDenied(f"task {row.element_id} is not assigned to {actor.username}", task=row.task_id)
-    if row.role not in _PERSONAL and not _in_scope(actor, row, _dimension(actor)):
+    if row.role not in PERSONAL_ROLES and not _in_scope(actor, row, _dimension(actor)):
         raise PermissionDenied(f"task {row.element_id} belongs to another organisation's work", task=row.task_id)
 
 

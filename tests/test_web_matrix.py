@@ -39,6 +39,10 @@ EXPECTED: dict[str, frozenset[str]] = {
     "instances.resume": frozenset(["staff", "regulator", "admin"]),
     "instances.terminate": frozenset(["staff", "regulator", "admin"]),
     "instances.retry": frozenset(["staff", "admin"]),
+    "inbox.index": ALL - {"auditor"},
+    "inbox.claim": ALL - {"auditor"},
+    "inbox.unclaim": ALL - {"auditor"},
+    "inbox.reassign": frozenset(["staff", "admin"]),
 }
 SAMPLE = {"int": "1", "string": "x", "default": "x", "path": "x"}
 
