@@ -24,7 +24,7 @@ from engine.errors import NotFound
 from engine.functions import make_script_engine
 from engine.models import DefinitionVersion
 from engine.sandbox import RestrictedScriptEngine
-from engine.xmlsafe import parse_xml
+from engine.xmlsafe import NS, parse_xml
 
 MAX_BUNDLES = 128
 
@@ -58,17 +58,30 @@ def build(key: str, bpmn: list[Source], dmn: list[Source], forms: dict[str, dict
     for source in dmn:
         parser.add_dmn_xml(_root(source), filename=source.filename)
     seen: set[str] = set()
+    roots = []
     for source in bpmn:
         if source.filename not in seen:
             seen.add(source.filename)
-            parser.add_bpmn_xml(_root(source), filename=source.filename)
+            roots.append(_root(source))
+            parser.add_bpmn_xml(roots[-1], filename=source.filename)
     spec = parser.get_spec(key)
     subprocess_specs = parser.get_subprocess_specs(key)
+    _own_lanes([spec, *subprocess_specs.values()], roots)
     decisions = {}
     for decision_id, dmn_parser in parser.dmn_parsers.items():
         dmn_parser.parse()
         decisions[decision_id] = DMNEngine(dmn_parser.decision.decisionTables[0])
     return Bundle(version_id, key, spec, subprocess_specs, make_script_engine(decisions), forms)
+
+
+def _own_lanes(specs: list[BpmnProcessSpec], roots: list[etree._Element]) -> None:
+    """Give each task the lane that lists it: SpiffWorkflow gives a sub-process's tasks the sub-process's lane."""
+    lanes = {(ref.text or "").strip(): lane.get("name") for root in roots for lane in root.iterfind(".//bpmn:lane", NS)
+             for ref in lane.iterfind("bpmn:flowNodeRef", NS)}
+    for spec in specs:
+        for task_spec in spec.task_specs.values():
+            if task_spec.bpmn_id in lanes:
+                task_spec.lane = lanes[task_spec.bpmn_id]
 
 
 def _root(source: Source) -> etree._Element:

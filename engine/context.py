@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import sessionmaker
 
-from engine import audit, clock
+from engine import audit, clock, notices  # noqa: F401 - notices installs the ORM guards keeping notices immutable
 from engine.config import Config
 from engine.db import create_schema, make_engine, make_session_factory
 from engine.errors import ConfigError

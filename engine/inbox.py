@@ -47,7 +47,8 @@ def _row(instance: Instance, task: Task, task_id: str, created: datetime) -> Inb
         role=spec.lane or "", form_key=properties.get(FORM_PROPERTY), due_at=due_at(task),
         process_key=instance.process_key, category=instance.category, instance_title=instance.title,
         centre_id=instance.centre_id, department_id=instance.department_id,
-        project_id=instance.project_id, tenderer_id=instance.tenderer_id, created_at=created,
+        project_id=instance.project_id, tenderer_id=instance.tenderer_id, agency_id=instance.agency_id,
+        created_at=created,
     )
 
 

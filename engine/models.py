@@ -148,6 +148,7 @@ class Instance(Base):
     department_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
     project_id: Mapped[int | None] = mapped_column(Integer, index=True)
     tenderer_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    agency_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
     started_by: Mapped[str] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
@@ -182,6 +183,7 @@ class InboxTask(Base):
     department_id: Mapped[int | None] = mapped_column(Integer)
     project_id: Mapped[int | None] = mapped_column(Integer)
     tenderer_id: Mapped[int | None] = mapped_column(Integer)
+    agency_id: Mapped[int | None] = mapped_column(Integer)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 

@@ -46,7 +46,7 @@ class Loaded:
 def start_instance(
     session: Session, key: str, data: dict[str, Any] | None, actor: Actor, *,
     centre_id: int | None = None, department_id: int | None = None, project_id: int | None = None,
-    tenderer_id: int | None = None, category: str | None = None, title: str = "",
+    tenderer_id: int | None = None, agency_id: int | None = None, category: str | None = None, title: str = "",
 ) -> Instance:
     """Start the latest active version of process ``key`` with initial ``data``."""
     version = latest_process(session, key)
@@ -62,7 +62,8 @@ def start_instance(
         process_version_id=version.id, process_key=key, category=category, title=title or version.name or key,
         status="running", state="",
         serializer_version=store.SERIALIZER_VERSION, started_by=actor.username, centre_id=centre_id,
-        department_id=department_id, project_id=project_id, tenderer_id=tenderer_id, started_at=clock.now(),
+        department_id=department_id, project_id=project_id, tenderer_id=tenderer_id, agency_id=agency_id,
+        started_at=clock.now(),
     )
     session.add(instance)
     session.flush()

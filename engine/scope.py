@@ -2,7 +2,8 @@
 
 - admins and auditors see everything; auditors only read;
 - staff see the work of their centre; regulators of their department;
-- tenderers (and agencies) the instances of their own organisation;
+- tenderers the instances of their own organisation; agencies those they act in, and the
+  tenderer-lane steps of those instances;
 - bidders and experts only the steps assigned to them.
 
 An instance without a centre, department or tenderer is platform-level (started
@@ -29,12 +30,16 @@ def _dimension(actor: Actor) -> str | None:
         return "centre_id"
     if actor.has_role("regulator"):
         return "department_id"
-    if actor.has_role("tenderer") or actor.has_role("agency"):
+    if actor.has_role("tenderer"):
         return "tenderer_id"
+    if actor.has_role("agency"):
+        return "agency_id"
     return "assignee_id"
 
 
-def _match(column, value):
+def _match(column, value, dimension: str):
+    if dimension == "agency_id":
+        return column == value if value is not None else false()
     return or_(column.is_(None), column == value) if value is not None else column.is_(None)
 
 
@@ -45,7 +50,7 @@ def inbox_clause(actor: Actor):
         return true()
     if dimension == "assignee_id":
         return InboxTask.assignee_id == actor.user_id if actor.user_id is not None else false()
-    return _match(getattr(InboxTask, dimension), actor.organisation_id)
+    return _match(getattr(InboxTask, dimension), actor.organisation_id, dimension)
 
 
 def instance_clause(actor: Actor):
@@ -55,7 +60,7 @@ def instance_clause(actor: Actor):
         return true()
     if dimension == "assignee_id":
         return Instance.id.in_(_personal_steps(actor))
-    return _match(getattr(Instance, dimension), actor.organisation_id)
+    return _match(getattr(Instance, dimension), actor.organisation_id, dimension)
 
 
 def _personal_steps(actor: Actor, instance_id: int | None = None):
@@ -91,6 +96,8 @@ def _in_scope(actor: Actor, row: InboxTask | Instance, dimension: str | None) ->
     if dimension == "assignee_id":
         return isinstance(row, InboxTask) and row.assignee_id is not None and row.assignee_id == actor.user_id
     value = getattr(row, dimension)
+    if dimension == "agency_id":
+        return value is not None and value == actor.organisation_id
     return value is None or value == actor.organisation_id
 
 
@@ -107,13 +114,24 @@ def check_lane(actor: Actor, row: InboxTask) -> None:
     """Refuse unless the actor may act on this task: holds its lane's role, in scope, assigned if personal."""
     if actor.has_role("auditor") and not actor.has_role(row.role):
         raise PermissionDenied(f"{actor.username} is an auditor and may only read")
-    if not actor.has_role(row.role):
+    if not actor.has_role(row.role) and not acts_for_tenderer(actor, row):
         raise PermissionDenied(f"{actor.username} does not hold role {row.role!r} needed for task {row.element_id}",
                                task=row.task_id)
     if row.role in PERSONAL_ROLES and actor.username != "system" and row.assignee_id != actor.user_id:
         raise PermissionDenied(f"task {row.element_id} is not assigned to {actor.username}", task=row.task_id)
     if row.role not in PERSONAL_ROLES and not _in_scope(actor, row, _dimension(actor)):
         raise PermissionDenied(f"task {row.element_id} belongs to another organisation's work", task=row.task_id)
+
+
+def acts_for_tenderer(actor: Actor, row: InboxTask) -> bool:
+    """Tell whether an agency acts on this tenderer-lane task for the tenderer it represents."""
+    return (row.role == "tenderer" and actor.has_role("agency") and row.agency_id is not None
+            and row.agency_id == actor.organisation_id)
+
+
+def lane_roles(actor: Actor) -> set[str]:
+    """Return the lanes whose tasks the actor may take: its roles, and the tenderer lane for agencies."""
+    return set(actor.roles) | ({"tenderer"} if actor.has_role("agency") else set())
 
 
 def can_view_instance(actor: Actor, instance: Instance) -> bool:

@@ -84,7 +84,7 @@ def tasks_query(actor: Actor, *, tab: str, filters: Filters | None = None) -> Se
     if tab == "mine":
         tab_clause = InboxTask.assignee_id == actor.user_id if actor.user_id is not None else false()
     elif tab == "roles":
-        tab_clause = and_(InboxTask.role.in_(sorted(actor.roles)), InboxTask.assignee_id.is_(None))
+        tab_clause = and_(InboxTask.role.in_(sorted(scope.lane_roles(actor))), InboxTask.assignee_id.is_(None))
     else:
         raise EngineError(f"unknown inbox tab {tab!r}; tabs are {', '.join(TABS)}", field="tab")
     query = select(InboxTask).where(tab_clause, *_filter_clauses(filters))

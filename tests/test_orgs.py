@@ -91,3 +91,24 @@ def test_admin_pages_refuse_other_roles(client, users):
     login(client, "li")
     assert client.get("/admin/users").status_code == 403
     assert client.get("/admin/organisations").status_code == 403
+
+
+def test_agency_acts_on_tenderer_steps_of_the_projects_it_represents(example, session):
+    orgs = seed_zhangye(session)
+    agency = add_organisation(session, "ag1", "某招标代理", "agency", uscc="91110000600037341L")
+    other = add_organisation(session, "ag2", "另一代理", "agency", uscc="91350100M000100Y43")
+    liu = load_actor(session, add_user(session, "liu", ["agency"], organisation_id=agency.id).username)
+    ma = load_actor(session, add_user(session, "ma", ["agency"], organisation_id=other.id).username)
+    instance = runtime.start_instance(session, "document_review", {}, SYSTEM, centre_id=orgs["zy-centre"].id,
+                                      agency_id=agency.id)
+    from sqlalchemy import select
+
+    from engine.models import InboxTask
+
+    row = session.execute(select(InboxTask).where(InboxTask.instance_id == instance.id)).scalar_one()
+    assert row.role == "tenderer" and row.agency_id == agency.id
+    scope.check_task(liu, row)
+    with pytest.raises(PermissionDenied):
+        scope.check_task(ma, row)
+    visible = session.execute(scope.scoped_inbox(select(InboxTask.task_id), ma)).scalars().all()
+    assert row.task_id not in visible
