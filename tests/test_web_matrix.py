@@ -43,6 +43,8 @@ EXPECTED: dict[str, frozenset[str]] = {
     "inbox.claim": ALL - {"auditor"},
     "inbox.unclaim": ALL - {"auditor"},
     "inbox.reassign": frozenset(["staff", "admin"]),
+    "tasks.show": ALL - {"auditor"},
+    "tasks.download": frozenset([AUTHENTICATED]),
 }
 SAMPLE = {"int": "1", "string": "x", "default": "x", "path": "x"}
 
