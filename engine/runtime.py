@@ -28,7 +28,7 @@ from engine.bundles import Bundle, bundle_for
 from engine.deploy import latest_process
 from engine.errors import Conflict, EngineError, FormValidationError, InvalidState, NotFound
 from engine.functions import FUNCTION_NAMES
-from engine.models import InboxTask, Instance, TaskLog
+from engine.models import InboxTask, Instance, StoredFile, TaskLog
 from engine.sandbox import check_data_keys
 
 ACTIVE = ("running", "waiting")
@@ -84,6 +84,7 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None, a
                            instance=instance.id)
     scope.check_task(actor, row)
     values = validate_form(loaded.bundle, row.form_key, data or {})
+    _check_files(session, loaded.bundle, row.form_key, values)
     task = loaded.workflow.get_task_from_id(UUID(task_id))
     if task is None or not task.has_state(TaskState.READY):
         raise Conflict(f"task {task_id} is not ready", task=task_id)
@@ -116,11 +117,49 @@ def validate_form(bundle: Bundle, form_key: str | None, data: dict[str, Any]) ->
     if errors:
         fields = ", ".join(sorted(errors))
         raise FormValidationError(f"form {form_key} is invalid: {fields}", errors, form=form_key)
-    values = dict(data)
-    for name, prop in (schema.get("properties") or {}).items():
-        if isinstance(prop, dict) and prop.get("format") == "decimal" and isinstance(values.get(name), str):
-            values[name] = Decimal(values[name])
-    return values
+    return _convert(schema, dict(data))
+
+
+def _convert(schema: Any, value: Any) -> Any:
+    """Turn ``format: decimal`` strings into Decimal, at any depth of objects and arrays."""
+    if not isinstance(schema, dict):
+        return value
+    if schema.get("format") == "decimal" and isinstance(value, str):
+        return Decimal(value)
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        return {k: _convert(properties.get(k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_convert(schema.get("items"), v) for v in value]
+    return value
+
+
+def file_references(schema: Any, value: Any) -> list[str]:
+    """Return the sha256 of every file value (``format: file`` objects) in form data."""
+    if not isinstance(schema, dict):
+        return []
+    if (schema.get("format") == "file" or "contentMediaType" in schema) and isinstance(value, dict):
+        return [str(value.get("sha256", ""))]
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        return [sha for k, v in value.items() for sha in file_references(properties.get(k), v)]
+    if isinstance(value, list):
+        return [sha for v in value for sha in file_references(schema.get("items"), v)]
+    return []
+
+
+def _check_files(session: Session, bundle: Bundle, form_key: str | None, values: dict[str, Any]) -> None:
+    """Refuse file values that do not name a stored file (a forged reference)."""
+    if not form_key:
+        return
+    shas = set(file_references(bundle.forms.get(form_key), values))
+    if not shas:
+        return
+    known = set(session.execute(select(StoredFile.sha256).where(StoredFile.sha256.in_(shas))).scalars())
+    missing = sorted(shas - known)
+    if missing:
+        raise FormValidationError(f"form {form_key} refers to files that were never uploaded",
+                                  {"(form)": [f"unknown file {sha[:12]}…" for sha in missing]}, form=form_key)
 
 
 def load(session: Session, instance_id: int, *, lock: bool = False) -> Loaded:

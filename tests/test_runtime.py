@@ -190,3 +190,55 @@ def test_suspend_resume_terminate_with_reasons(example, users):
     with example.sessions.begin() as s, pytest.raises(InvalidState):
         runtime.resume(s, iid, "oops", users["li"])
     assert actions(example, iid)[-3:] == ["instance.suspend", "instance.resume", "instance.terminate"]
+
+
+
+FILE_FORM = {"type": "object", "required": ["lots"], "properties": {
+    "lots": {"type": "array", "items": {"type": "object", "properties": {
+        "price": {"type": "string", "format": "decimal"},
+        "evidence": {"type": "object", "format": "file"}}}}}}
+FILE_PROCESS = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+  xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="t">
+  <bpmn:process id="lots" isExecutable="true">
+    <bpmn:laneSet id="ls">
+      <bpmn:lane id="l" name="staff"><bpmn:flowNodeRef>enter</bpmn:flowNodeRef></bpmn:lane>
+    </bpmn:laneSet>
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="enter">
+      <bpmn:extensionElements><spiffworkflow:properties>
+        <spiffworkflow:property name="formJsonSchemaFilename" value="lots.json"/>
+      </spiffworkflow:properties></bpmn:extensionElements>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="enter"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="enter" targetRef="end"/>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_decimals_inside_groups_and_forged_file_references(ctx, config):
+    import json
+
+    from conftest import deploy_texts
+
+    from engine import files
+
+    deploy_texts(ctx, {"lots.json": json.dumps(FILE_FORM), "lots.bpmn": FILE_PROCESS})
+    with ctx.sessions.begin() as s:
+        iid = runtime.start_instance(s, "lots", {}, SYSTEM).id
+    task_id = only_task(ctx, iid).task_id
+    forged = {"lots": [{"price": "12.30", "evidence": {"sha256": "ab" * 32, "name": "x.pdf"}}]}
+    with ctx.sessions.begin() as s, pytest.raises(FormValidationError, match="never uploaded"):
+        runtime.complete_task(s, task_id, forged, SYSTEM)
+    with ctx.sessions.begin() as s:
+        stored = files.store(s, b"%PDF-1.4 evidence", "evidence.pdf", "application/pdf", SYSTEM, config=config,
+                             max_bytes=1 << 20, allowed_types=files.DEFAULT_TYPES)
+        sha = stored.sha256
+    with ctx.sessions.begin() as s:
+        runtime.complete_task(s, task_id, {"lots": [{"price": "12.30", "evidence": {"sha256": sha}}]}, SYSTEM)
+    with ctx.sessions() as s:
+        data = runtime.load(s, iid).workflow.last_task.data
+    assert data["lots"][0]["price"] == Decimal("12.30")
