@@ -50,7 +50,13 @@ def make_script_engine(decisions: Mapping[str, DMNEngine]) -> RestrictedScriptEn
             raise ScriptError(f"rule({decision_id!r}): no such decision is bound to this process version")
         check_data_keys(inputs, FUNCTION_NAMES)
         context = SimpleNamespace(data=dict(inputs), workflow=SimpleNamespace(script_engine=holder["engine"]))
-        result = table.result(context)
+        try:
+            result = table.result(context)
+        except Exception as err:
+            cause = err
+            while cause.__context__ is not None:
+                cause = cause.__context__
+            raise ScriptError(f"rule({decision_id!r}) failed: {type(cause).__name__}: {cause}") from err
         return next(iter(result.values())) if len(result) == 1 else result
 
     holder["engine"] = RestrictedScriptEngine({**BASE_FUNCTIONS, "rule": rule})

@@ -10,8 +10,9 @@ import re
 import pytest
 from conftest import login
 
-from engine.actors import add_user
+from engine.actors import add_user, load_actor
 from engine.models import ROLES
+from engine.tokens import create_token
 from web.access import AUTHENTICATED, PUBLIC
 
 ALL = frozenset(ROLES)
@@ -45,6 +46,21 @@ EXPECTED: dict[str, frozenset[str]] = {
     "inbox.reassign": frozenset(["staff", "admin"]),
     "tasks.show": ALL - {"auditor"},
     "tasks.download": frozenset([AUTHENTICATED]),
+    "tokens.index": frozenset([AUTHENTICATED]),
+    "tokens.revoke": frozenset([AUTHENTICATED]),
+    "api-docs.openapi_json": frozenset([PUBLIC]),
+    "api_v1.start_instance": frozenset(["admin", "staff", "regulator", "tenderer", "agency"]),
+    "api_v1.instance": frozenset([AUTHENTICATED]),
+    "api_v1.tasks": frozenset([AUTHENTICATED]),
+    "api_v1.task": frozenset([AUTHENTICATED]),
+    "api_v1.complete": frozenset([AUTHENTICATED]),
+    "projects.index": frozenset(["staff", "regulator", "tenderer", "agency", "auditor", "admin"]),
+    "projects.new": frozenset(["tenderer", "agency"]),
+    "projects.show": frozenset(["staff", "regulator", "tenderer", "agency", "auditor", "admin"]),
+    "projects.close": frozenset(["tenderer", "agency", "staff", "admin"]),
+    "portal.catalog": frozenset([PUBLIC]),
+    "portal.notices": frozenset([PUBLIC]),
+    "portal.notice": frozenset([PUBLIC]),
 }
 SAMPLE = {"int": "1", "string": "x", "default": "x", "path": "x"}
 
@@ -86,16 +102,28 @@ def people(ctx):
     return {role: (f"u_{role}", f"pw-{role}-123") for role in ROLES}
 
 
+def _bearer(ctx, username):
+    """Return a fresh token's header (a sampled URL may revoke a token: POST /account/tokens/1/revoke)."""
+    if username is None:
+        return {}
+    with ctx.sessions.begin() as s:
+        return {"Authorization": "Bearer " + create_token(s, load_actor(s, username).user_id, "matrix")[1]}
+
+
 @pytest.mark.parametrize("role", [None, *ROLES])
-def test_access_is_enforced_for_every_route(app, people, role):
+def test_access_is_enforced_for_every_route(app, ctx, people, role):
     client = app.test_client()
+    api_client = app.test_client()  # the JSON API takes bearer tokens only, never the session cookie
     if role is not None:
         assert login(client, *people[role]).status_code == 302
     app.config["WTF_CSRF_ENABLED"] = False
     for endpoint, method, url in _routes(app):
         if endpoint in ("auth.logout", "auth.login", "auth.language"):
             continue
-        response = client.open(url, method=method)
+        if url.startswith("/api/"):
+            response = api_client.open(url, method=method, headers=_bearer(ctx, role and people[role][0]))
+        else:
+            response = client.open(url, method=method)
         allowed = _allowed(EXPECTED[endpoint], role)
         where = f"{method} {url} as {role or 'anonymous'}"
         if allowed:

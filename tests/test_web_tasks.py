@@ -169,7 +169,7 @@ def test_task_without_a_form_completes_with_the_button(ui, client):
 def test_the_statutory_due_time_is_shown_and_highlighted(ui, client):
     iid = start(ui)
     with ui.sessions.begin() as s:
-        runtime.complete_task(s, only_task(ui, iid).task_id, _engine_data(), SYSTEM)
+        runtime.complete_task(s, only_task(ui, iid).task_id, _engine_data(s), SYSTEM)
     review = only_task(ui, iid)
     login(client, "li")
     page = client.get(f"/tasks/{review.task_id}").get_data(as_text=True)
@@ -178,7 +178,12 @@ def test_the_statutory_due_time_is_shown_and_highlighted(ui, client):
     assert "请审核 <strong>城区道路改造</strong> 的申报信息（2 个标段）" in page
 
 
-def _engine_data() -> dict:
+def _engine_data(session) -> dict:
+    """Return valid form data whose file was stored (the engine refuses forged file references)."""
+    if session.get(StoredFile, "0" * 64) is None:
+        session.add(StoredFile(sha256="0" * 64, size=1, media_type="application/pdf", original_name="a.pdf",
+                               uploaded_by="system"))
+        session.flush()
     return {"project_name": "城区道路改造", "project_code": "GZ-2026", "open_date": "2026-10-20",
             "deadline": "2026-10-19T17:30:00+08:00", "amount": "100", "section_count": 2,
             "procurement_method": "open", "qualification": "pre",
@@ -204,7 +209,7 @@ def test_completing_converts_types_moves_the_inbox_on_and_redirects(ui, client):
     assert data["amount"] == Decimal("1200000.50")
     assert data["deadline"] == "2026-10-19T17:30:00+08:00" and data["open_date"] == "2026-10-20"
     assert data["regions"] == ["甘州区", "高台县"] and data["qualification"] == "post"
-    assert data["sections"] == [{"name": "一标段", "budget": "600000", "lots": 2}]
+    assert data["sections"] == [{"name": "一标段", "budget": Decimal("600000"), "lots": 2}]
     assert "note" not in data and "joint_lead" not in data
     sha = hashlib.sha256(PDF).hexdigest()
     assert data["tender_file"] == {"sha256": sha, "name": "招标文件.pdf", "size": len(PDF),

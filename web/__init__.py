@@ -15,7 +15,7 @@ from engine.context import Context, open_context
 
 def create_app(config: Config | None = None, *, context: Context | None = None, **settings: Any) -> Flask:
     """Create the web app on a configured context (tests pass their own)."""
-    from web import access, auth, db, errors, filters, i18n, pages, security
+    from web import access, api, auth, db, errors, filters, i18n, pages, security
 
     app = Flask(__name__)
     ctx = context or open_context(config)
@@ -29,5 +29,6 @@ def create_app(config: Config | None = None, *, context: Context | None = None, 
     access.init_app(app)
     for blueprint in pages.blueprints():
         app.register_blueprint(blueprint)
+    api.init_app(app)
     filters.init_app(app)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
 from flask_login import LoginManager, UserMixin, current_user
 
 from engine.actors import Actor, actor_of
@@ -41,7 +41,8 @@ def init_app(app: Flask) -> None:
 
     @login_manager.user_loader
     def _load(user_id: str) -> WebUser | None:
-        if not user_id.isdigit():
+        # The JSON API authenticates by bearer token only (web.api): its requests ignore the session.
+        if request.path.startswith("/api/") or not user_id.isdigit():
             return None
         user = db.session().get(User, int(user_id))
         return WebUser(user) if user is not None and user.active else None
