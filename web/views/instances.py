@@ -40,7 +40,9 @@ STATUSES = {"running": _l("办理中"), "waiting": _l("等待中"), "suspended":
             "completed": _l("已完成"), "terminated": _l("已终止")}
 ACTIONS = {"instance.start": _l("启动"), "task.complete": _l("完成任务"), "timer.fire": _l("定时器触发"),
            "instance.error": _l("出错"), "instance.retry": _l("重试"), "instance.suspend": _l("暂停"),
-           "instance.resume": _l("恢复"), "instance.terminate": _l("终止")}
+           "instance.resume": _l("恢复"), "instance.terminate": _l("终止"), "task.claim": _l("领取任务"),
+           "task.unclaim": _l("退回任务"), "task.reassign": _l("分派任务"), "notice.publish": _l("发布公告"),
+           "witness.record": _l("见证记录")}
 
 
 @bp.route("/instances")
