@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     ctx = None
     try:
         ctx = open_context()
-        if args.command not in ("init", "serve", "demo"):
+        if args.command not in ("init", "serve", "demo", "bench"):
             ctx.require_schema()
         return args.handler(ctx, args)
     except FormValidationError as err:
