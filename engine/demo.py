@@ -1,17 +1,28 @@
-"""Demo data: the Zhangye organisations, one user per role, the example processes, instances in every state."""
+"""Demo data: the Zhangye organisations, one user per role, the example processes, instances in every state.
+
+``seed`` creates the organisations (the Zhangye centres and departments, the
+demo tenderer and agency, the bidder companies of ``engine.demo_projects``) and
+the demo users, deploys the definitions — the trading catalog as the 发改
+regulator (``dept-fgw`` owns it), the ``ct_*`` compliance tables as the 住建
+regulator (``dept-zjj`` owns them), the rest as the system — and drives the
+construction projects of ``engine.demo_projects`` through the procedure on a
+fixed clock: the full scenario, or one project up to ``until``. The full
+scenario also starts the ``document_review`` instances in every state. The
+clock installed before seeding is installed back at the end.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock, runtime, timers
+from engine import clock, demo_projects, runtime, timers
 from engine.actors import SYSTEM, add_user, load_actor
 from engine.context import Context
 from engine.deploy import collect, deploy
@@ -20,6 +31,7 @@ from engine.orgs import add_organisation, seed_zhangye
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = [ROOT / "rules", ROOT / "forms", ROOT / "bpmn"]
+CATALOG_RULES = [ROOT / "rules" / "catalog.dmn", ROOT / "rules" / "catalog_level.dmn"]
 COMPANY_USCC = "91350100M000100Y43"
 AGENCY_USCC = "91110000600037341L"
 # (username, display name, roles, organisation code, lead)
@@ -27,7 +39,9 @@ DEMO_USERS = [
     ("admin", "平台管理员", ["admin"], "zy-centre", False),
     ("staff", "王敏（市中心）", ["staff"], "zy-centre", True),
     ("staff_linze", "李强（临泽县分中心）", ["staff"], "zy-linze", False),
+    ("staff_gaotai", "马丽（高台县分中心）", ["staff"], "zy-gaotai", False),
     ("regulator", "赵静（市住建局）", ["regulator"], "dept-zjj", False),
+    ("fgw", "杨帆（市发改委）", ["regulator"], "dept-fgw", False),
     ("tenderer", "陈伟（张掖市城投公司）", ["tenderer"], "demo-tenderer", False),
     ("agency", "刘洋（甘肃某招标代理）", ["agency"], "demo-agency", False),
     ("bidder", "孙涛（某建设集团）", ["bidder"], None, False),
@@ -36,6 +50,8 @@ DEMO_USERS = [
 ]
 SUBMISSION = {"project_name": "张掖市甘州区滨河路道路改造工程", "page_count": 120, "estimate": "4860000.00",
               "summary": "道路改造施工图设计文件及预算"}
+DemoProject = demo_projects.DemoProject
+STAGES = demo_projects.STAGES
 
 
 @dataclass(frozen=True)
@@ -48,24 +64,58 @@ class DemoLogin:
     password: str
 
 
-def seed(ctx: Context) -> list[DemoLogin]:
-    """Seed a fresh database with demo data; return the logins."""
+@dataclass(frozen=True)
+class Seeded:
+    """What ``seed`` made (or found): the logins and the construction projects."""
+
+    logins: list[DemoLogin]
+    projects: list[DemoProject] = field(default_factory=list)
+    unchanged: bool = False
+
+
+def seed(ctx: Context, *, until: str | None = None) -> Seeded:
+    """Seed a fresh database with demo data: the full scenario, or one project driven up to ``until``.
+
+    A database that already has the demo's admin is left as it is (its projects are summarised).
+    """
     ctx.initialise()
-    password = os.environ.get("GGZY_DEMO_PASSWORD") or secrets.token_urlsafe(9)
-    with ctx.sessions.begin() as s:
+    specs = list(demo_projects.SCENARIO) if until is None else [demo_projects.with_stage(demo_projects.MAIN, until)]
+    with ctx.sessions() as s:
         if s.execute(select(User.id).where(User.username == "admin")).first():
-            return [DemoLogin(u, d, r, "(unchanged)") for u, d, r, _, _ in DEMO_USERS]
+            return Seeded([DemoLogin(u, d, r, "(unchanged)") for u, d, r, _, _ in DEMO_USERS],
+                          demo_projects.existing(s), unchanged=True)
+    password = os.environ.get("GGZY_DEMO_PASSWORD") or secrets.token_urlsafe(9)
+    real = clock.current()
+    today = clock.local_now().date()
+    start = demo_projects.first_day(specs, today) - timedelta(days=1)
+    try:
+        clock.install(clock.FixedClock(datetime.combine(start, time(9), clock.SHANGHAI)))
+        _organisations_users_definitions(ctx, password)
+        projects = demo_projects.drive(ctx, specs, today)
+    finally:
+        clock.install(real)
+    if until is None:
+        _instances(ctx)
+    timers.sweep(ctx.sessions, clock.now())
+    return Seeded([DemoLogin(u, d, r, password) for u, d, r, _, _ in DEMO_USERS], projects)
+
+
+def _organisations_users_definitions(ctx: Context, password: str) -> None:
+    with ctx.sessions.begin() as s:
         orgs = seed_zhangye(s)
         orgs["demo-tenderer"] = add_organisation(s, "demo-tenderer", "张掖市城市建设投资有限公司", "company",
                                                  uscc=COMPANY_USCC)
         orgs["demo-agency"] = add_organisation(s, "demo-agency", "甘肃某工程招标代理有限公司", "agency",
                                                uscc=AGENCY_USCC)
+        for bidder in demo_projects.BIDDERS:
+            add_organisation(s, bidder.code, bidder.name, "company", uscc=bidder.uscc)
         for username, name, roles, org, lead in DEMO_USERS:
             add_user(s, username, roles, password=password, display_name=name,
                      organisation_id=orgs[org].id if org else None, lead=lead)
+    with ctx.sessions.begin() as s:
+        deploy(s, collect(CATALOG_RULES), load_actor(s, "fgw"))  # 发改 owns the trading catalog
+        deploy(s, collect(sorted((ROOT / "rules").glob("ct_*.dmn"))), load_actor(s, "regulator"))  # 住建: compliance
         deploy(s, collect(CONTENT), SYSTEM)
-    _instances(ctx)
-    return [DemoLogin(u, d, r, password) for u, d, r, _, _ in DEMO_USERS]
 
 
 def _instances(ctx: Context) -> None:

@@ -27,13 +27,17 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
-    """Seed demo data (a fresh database), print the logins, then serve."""
+    """Seed demo data (a fresh database), print the logins and the projects, then serve."""
     from engine.demo import seed
 
-    logins = seed(ctx)
+    seeded = seed(ctx, until=args.until)
     print("ggzy demo — logins (user / password / roles):", flush=True)
-    for login in logins:
+    for login in seeded.logins:
         print(f"  {login.username:12} {login.password:14} {','.join(login.roles):10} {login.display_name}")
+    print("ggzy demo — projects (code / stage / centre / name):", flush=True)
+    for project in seeded.projects:
+        label = f"（{project.label}）" if project.label else ""
+        print(f"  {project.code:14} {project.stage:11} {project.centre_name:18} {project.name}{label}")
     if args.no_serve:
         return 0
     args.no_scheduler = False
@@ -50,10 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-scheduler", action="store_true", help="run the scheduler separately (`ggzy scheduler`)")
     serve.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve)
+    from engine.demo_projects import STAGES
+
     demo = sub.add_parser("demo", help="seed demo data and serve")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=5000)
     demo.add_argument("--no-serve", action="store_true", help="only seed")
+    demo.add_argument("--until", choices=STAGES, metavar="STAGE",
+                      help="drive one construction project up to STAGE instead of the full scenario: "
+                           + ", ".join(STAGES))
     demo.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     demo.set_defaults(handler=cmd_demo)
     return parser
