@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine import clock
@@ -61,26 +61,41 @@ def ensure_head(session: Session) -> None:
         session.flush()
 
 
+_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+_INSERT = insert(AuditEvent)
+_ADVANCE = update(AuditHead).where(AuditHead.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash"))
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where an appended event stands in the chain."""
+
+    seq: int
+    hash: str
+    at: datetime
+
+
 def append(
     session: Session, *, actor: str, action: str, instance_id: int | None = None,
     project_id: int | None = None, payload: dict[str, Any] | None = None,
-) -> AuditEvent:
+) -> Appended:
     """Append one event to the chain in the caller's transaction."""
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
+    # Plain Core on the session's connection: no ORM bookkeeping or autoflush on this hot path.
+    conn = session.connection()
+    head = conn.execute(_HEAD).first()
     if head is None:
         ensure_head(session)
-        head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+        head = (0, GENESIS)
+    prev_seq, prev_hash = head
     at = clock.now()
     text = canonical_json(payload or {})
-    seq = head.seq + 1
+    seq = prev_seq + 1
     digest = event_hash(seq=seq, at=at, actor=actor, action=action, instance_id=instance_id,
-                        project_id=project_id, payload=text, prev_hash=head.hash)
-    event = AuditEvent(seq=seq, at=at, actor=actor, action=action, instance_id=instance_id,
-                       project_id=project_id, payload=text, prev_hash=head.hash, hash=digest)
-    session.add(event)
-    head.seq, head.hash = seq, digest
-    session.flush()
-    return event
+                        project_id=project_id, payload=text, prev_hash=prev_hash)
+    conn.execute(_INSERT, {"seq": seq, "at": at, "actor": actor, "action": action, "instance_id": instance_id,
+                           "project_id": project_id, "payload": text, "prev_hash": prev_hash, "hash": digest})
+    conn.execute(_ADVANCE, {"seq": seq, "hash": digest})
+    return Appended(seq, digest, at)
 
 
 @dataclass(frozen=True)

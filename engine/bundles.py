@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
@@ -39,6 +39,7 @@ class Bundle:
     subprocess_specs: dict[str, BpmnProcessSpec]
     script_engine: RestrictedScriptEngine
     forms: dict[str, dict[str, Any]]
+    validators: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,10 @@ _cache: OrderedDict[tuple[int, str], Bundle] = OrderedDict()
 _lock = threading.Lock()
 
 
-def bundle_for(session: Session, version_id: int) -> Bundle:
-    """Return the (cached) bundle of a process version."""
-    sha = session.execute(select(DefinitionVersion.sha256).where(DefinitionVersion.id == version_id)).scalar()
+def bundle_for(session: Session, version_id: int, sha: str | None = None) -> Bundle:
+    """Return the (cached) bundle of a process version (pass its sha256 when already known)."""
+    if sha is None:
+        sha = session.execute(select(DefinitionVersion.sha256).where(DefinitionVersion.id == version_id)).scalar()
     key = (version_id, sha or "")
     with _lock:
         bundle = _cache.get(key)

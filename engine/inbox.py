@@ -24,9 +24,9 @@ def ready_human_tasks(workflow: BpmnWorkflow) -> list[Task]:
     return workflow.get_tasks(state=TaskState.READY, manual=True)
 
 
-def sync(session: Session, instance: Instance, workflow: BpmnWorkflow | None, *, new: bool = False) -> None:
+def sync(session: Session, instance: Instance, ready_tasks: list[Task], *, new: bool = False) -> None:
     """Make the instance's inbox rows equal its READY human tasks (none unless it is running)."""
-    ready = {str(t.id): t for t in ready_human_tasks(workflow)} if workflow and instance.status == "running" else {}
+    ready = {str(t.id): t for t in ready_tasks} if instance.status == "running" else {}
     existing: set[str] = set()
     if not new:
         existing = set(session.execute(select(InboxTask.task_id).where(InboxTask.instance_id == instance.id)).scalars())

@@ -28,7 +28,7 @@ from engine.bundles import Bundle, bundle_for
 from engine.deploy import latest_process
 from engine.errors import Conflict, EngineError, FormValidationError, InvalidState, NotFound
 from engine.functions import FUNCTION_NAMES
-from engine.models import InboxTask, Instance, StoredFile, TaskLog
+from engine.models import DefinitionVersion, InboxTask, Instance, StoredFile, TaskLog
 from engine.sandbox import check_data_keys
 
 ACTIVE = ("running", "waiting")
@@ -77,7 +77,6 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None, a
     """Complete a READY user task as ``actor`` with form ``data``, then run the engine on."""
     row = _open_task(session, task_id)
     loaded = load(session, row.instance_id, lock=True)
-    row = _open_task(session, task_id, refresh=True)
     instance = loaded.instance
     if instance.status != "running":
         raise InvalidState(f"instance {instance.id} is {instance.status}; its tasks cannot be completed",
@@ -106,7 +105,9 @@ def validate_form(bundle: Bundle, form_key: str | None, data: dict[str, Any]) ->
     schema = bundle.forms.get(form_key)
     if schema is None:
         raise NotFound(f"form {form_key!r} is not bound to this process version")
-    validator = validator_for(schema, default=Draft202012Validator)(schema)
+    validator = bundle.validators.get(form_key)
+    if validator is None:
+        validator = bundle.validators[form_key] = validator_for(schema, default=Draft202012Validator)(schema)
     errors: dict[str, list[str]] = {}
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path = "/".join(map(str, error.absolute_path))
@@ -164,20 +165,22 @@ def _check_files(session: Session, bundle: Bundle, form_key: str | None, values:
 
 def load(session: Session, instance_id: int, *, lock: bool = False) -> Loaded:
     """Load an instance and restore its workflow (locking the row when asked)."""
-    query = select(Instance).where(Instance.id == instance_id)
+    query = (select(Instance, DefinitionVersion.sha256)
+             .join(DefinitionVersion, DefinitionVersion.id == Instance.process_version_id)
+             .where(Instance.id == instance_id))
     if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    instance = session.execute(query).scalar_one_or_none()
-    if instance is None:
+        query = query.with_for_update(of=Instance).execution_options(populate_existing=True)
+    row = session.execute(query).first()
+    if row is None:
         raise NotFound(f"no instance {instance_id}", instance=instance_id)
-    bundle = bundle_for(session, instance.process_version_id)
+    instance, sha = row
+    bundle = bundle_for(session, instance.process_version_id, sha)
     return Loaded(instance, bundle, store.load(instance.state, bundle))
 
 
-def _open_task(session: Session, task_id: str, *, refresh: bool = False) -> InboxTask:
-    query = select(InboxTask).where(InboxTask.task_id == task_id)
-    if refresh:
-        query = query.execution_options(populate_existing=True)
+def _open_task(session: Session, task_id: str) -> InboxTask:
+    # Locking the inbox row makes a concurrent completion wait here, then find the row gone.
+    query = select(InboxTask).where(InboxTask.task_id == task_id).with_for_update()
     row = session.execute(query).scalar_one_or_none()
     if row is not None:
         return row
@@ -233,6 +236,7 @@ def persist(session: Session, loaded: Loaded, *, error: dict[str, Any] | None = 
             status: str | None = None) -> None:
     """Write an instance's state, status, next timer and inbox rows in the caller's transaction."""
     instance, workflow = loaded.instance, loaded.workflow
+    ready = inbox.ready_human_tasks(workflow)
     if status is not None:
         instance.status = status
     elif error is not None:
@@ -241,7 +245,7 @@ def persist(session: Session, loaded: Loaded, *, error: dict[str, Any] | None = 
         instance.status = "completed"
         instance.completed_at = clock.now()
     elif instance.status not in ("suspended", "terminated"):
-        instance.status = "running" if inbox.ready_human_tasks(workflow) else "waiting"
+        instance.status = "running" if ready else "waiting"
     instance.error = error
     instance.state = store.dump(workflow)
     instance.serializer_version = store.SERIALIZER_VERSION
@@ -252,7 +256,7 @@ def persist(session: Session, loaded: Loaded, *, error: dict[str, Any] | None = 
     except StaleDataError:
         raise Conflict(f"instance {instance.id} was changed by someone else; reload and try again",
                        instance=instance.id) from None
-    inbox.sync(session, instance, workflow, new=new)
+    inbox.sync(session, instance, ready, new=new)
     session.flush()
 
 

@@ -39,7 +39,7 @@ class SweepResult:
 def sweep(session_factory: sessionmaker, now: datetime, *, limit: int | None = None) -> SweepResult:
     """Fire every timer due at ``now``; one failing instance does not stop the others."""
     result = SweepResult()
-    passed: set[int] = set()
+    passed: set[int] = set()  # failed, or still due after firing: not claimed again in this sweep
     while limit is None or result.instances < limit:
         instance_id = None
         try:
@@ -47,22 +47,27 @@ def sweep(session_factory: sessionmaker, now: datetime, *, limit: int | None = N
                 instance_id = _claim(session, now, passed)
                 if instance_id is None:
                     break
-                passed.add(instance_id)
                 fired = fire(session, instance_id, now)
+                due = session.get(Instance, instance_id).next_timer_at  # in the identity map: no query
+                if due is not None and due <= now:
+                    passed.add(instance_id)
             result.instances += 1
             result.fired += len(fired)
         except Exception as err:  # one instance's failure must not stop the sweep
             if instance_id is None:
                 raise
+            passed.add(instance_id)
             log.exception("timer sweep failed on an instance")
             result.errors.append({"instance_id": instance_id, "error": str(err)})
     return result
 
 
 def _claim(session: Session, now: datetime, passed: set[int]) -> int | None:
+    # No status filter: ``persist`` clears next_timer_at of inactive instances, and a status
+    # condition makes planners prefer the status index over (next_timer_at, id).
     query = (
         select(Instance.id)
-        .where(Instance.next_timer_at <= now, Instance.status.in_(ACTIVE))
+        .where(Instance.next_timer_at <= now)
         .order_by(Instance.next_timer_at, Instance.id)
         .limit(1)
         .with_for_update(skip_locked=True)
