@@ -9,7 +9,7 @@ from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from engine import clock, periods
@@ -34,15 +34,16 @@ def sync(session: Session, instance: Instance, ready_tasks: list[Task], *, new: 
     if gone:
         session.execute(delete(InboxTask).where(InboxTask.task_id.in_(gone)))
     created = clock.now()
-    for task_id, task in ready.items():
-        if task_id not in existing:
-            session.add(_row(instance, task, task_id, created))
+    rows = [_row(instance, task, task_id, created) for task_id, task in ready.items() if task_id not in existing]
+    if rows:
+        # Plain Core insert: these rows are never read back through this session's identity map.
+        session.connection().execute(insert(InboxTask), rows)
 
 
-def _row(instance: Instance, task: Task, task_id: str, created: datetime) -> InboxTask:
+def _row(instance: Instance, task: Task, task_id: str, created: datetime) -> dict:
     spec = task.task_spec
     properties = (spec.extensions or {}).get("properties", {})
-    return InboxTask(
+    return dict(
         task_id=task_id, instance_id=instance.id, element_id=spec.bpmn_id, title=spec.bpmn_name or spec.bpmn_id,
         role=spec.lane or "", form_key=properties.get(FORM_PROPERTY), due_at=due_at(task),
         process_key=instance.process_key, category=instance.category, instance_title=instance.title,

@@ -18,7 +18,7 @@ from jsonschema.validators import validator_for
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -88,8 +88,9 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None, a
     if task is None or not task.has_state(TaskState.READY):
         raise Conflict(f"task {task_id} is not ready", task=task_id)
     task.set_data(**values)
-    session.add(TaskLog(task_id=task_id, instance_id=instance.id, element_id=row.element_id, role=row.role,
-                        completed_by=actor.username, completed_at=clock.now()))
+    session.connection().execute(insert(TaskLog), {
+        "task_id": task_id, "instance_id": instance.id, "element_id": row.element_id, "role": row.role,
+        "completed_by": actor.username, "completed_at": clock.now()})
     audit.append(session, actor=actor.username, action="task.complete", instance_id=instance.id,
                  project_id=instance.project_id,
                  payload={"task_id": task_id, "element": row.element_id, "data": values})
