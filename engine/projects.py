@@ -175,7 +175,7 @@ def close_as_traded_elsewhere(session: Session, project_id: int, reason: str, ac
                            f"不得在平台外交易（{basis}）", project=project_id)
     instance = session.get(Instance, project.instance_id) if project.instance_id else None
     if instance is not None and instance.status in (*runtime.ACTIVE, "suspended", "error"):
-        manager = actor if _may(scope.check_manage_instance, actor, instance) else SYSTEM
+        manager = actor if scope.allows(scope.check_manage_instance, actor, instance) else SYSTEM
         runtime.terminate(session, instance.id, f"平台外交易（{actor.username}）：{reason.strip()}", manager)
     project.status = "closed_elsewhere"
     project.details = {**project.details, "closed_elsewhere": {"reason": reason.strip(), "by": actor.username,
@@ -363,13 +363,6 @@ def check_close(actor: Actor, project: Project) -> None:
         return
     raise PermissionDenied(f"{actor.username} 不能关闭项目 {project.code}", project=project.id)
 
-
-def _may(check: Any, actor: Actor, instance: Instance) -> bool:
-    try:
-        check(actor, instance)
-    except PermissionDenied:
-        return False
-    return True
 
 
 def _org(session: Session, code: str) -> Organisation:

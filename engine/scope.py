@@ -157,6 +157,15 @@ def check_manage_instance(actor: Actor, instance: Instance) -> None:
     check_view_instance(actor, instance)
 
 
+def allows(check, actor: Actor, subject) -> bool:
+    """Tell whether a ``check_*`` function lets the actor through, instead of raising."""
+    try:
+        check(actor, subject)
+    except PermissionDenied:
+        return False
+    return True
+
+
 def check_deploy(actor: Actor, owner_department_id: int | None) -> None:
     """Refuse unless the actor may deploy under a key owned by ``owner_department_id`` (None: unowned)."""
     if actor.username == "system" or actor.has_role("admin"):

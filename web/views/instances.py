@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from engine import audit, runtime, scope
 from engine.actors import Actor
-from engine.errors import EngineError, NotFound, PermissionDenied
+from engine.errors import EngineError, NotFound
 from engine.models import ROLES, DefinitionVersion, InboxTask, Instance
 from engine.progress import Progress, progress, trail_for
 from web import db
@@ -82,7 +82,7 @@ def show(instance_id: int):
                       .order_by(InboxTask.created_at, InboxTask.task_id)).scalars().all()
     trail = [(entry, _summary(entry.payload)) for entry in trail_for(state, actor,
                                                                     audit.trail(s, instance_id=instance_id))]
-    manage = _may(scope.check_manage_instance, actor, instance)
+    manage = scope.allows(scope.check_manage_instance, actor, instance)
     return render_template(
         "instances/show.html", instance=instance, version=version, state=state, tasks=tasks, trail=trail,
         data=_data_rows(state, actor), diagram=_diagram_data(state, instance_id), statuses=STATUSES,
@@ -159,13 +159,6 @@ def _visible_instance(s: Session, actor: Actor, instance_id: int) -> Instance:
     scope.check_view_instance(actor, instance, assigned=scope.has_step(s, actor, instance_id))
     return instance
 
-
-def _may(check, actor: Actor, instance: Instance) -> bool:
-    try:
-        check(actor, instance)
-    except PermissionDenied:
-        return False
-    return True
 
 
 def _corrections(text: str) -> dict[str, Any] | None:
