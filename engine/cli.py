@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -180,6 +181,12 @@ def cmd_bench(ctx: Context, args: argparse.Namespace) -> int:
     return run_bench(ctx, json_output=args.json, quick=args.quick)
 
 
+# Domain modules that add their own subcommands: each defines ``add_commands(command)``, where ``command``
+# is the ``command(name, handler, help_text, *, as_user=False)`` helper of ``build_parser``.
+COMMAND_MODULES: tuple[str, ...] = (
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``ggzy``."""
     parser = argparse.ArgumentParser(prog="ggzy", description="ggzy public-resource trading platform")
@@ -224,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--display-name")
     p = command("bench", cmd_bench, "run the engine benchmark")
     p.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke run)")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(command)
     return parser
 
 

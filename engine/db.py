@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -97,8 +98,19 @@ def make_session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# Modules that declare tables on ``Base``; each domain module with tables adds itself here.
+MODEL_MODULES: tuple[str, ...] = (
+    "engine.models",
+)
+
+
+def import_models() -> None:
+    """Import every module that declares tables, so that ``Base.metadata`` is complete."""
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+
+
 def create_schema(bind: Engine) -> None:
     """Create every table that does not exist yet."""
-    from engine import models  # noqa: F401 - registers the tables
-
+    import_models()
     Base.metadata.create_all(bind)
