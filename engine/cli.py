@@ -184,6 +184,11 @@ def cmd_bench(ctx: Context, args: argparse.Namespace) -> int:
 # Domain modules that add their own subcommands: each defines ``add_commands(command)``, where ``command``
 # is the ``command(name, handler, help_text, *, as_user=False)`` helper of ``build_parser``.
 COMMAND_MODULES: tuple[str, ...] = (
+    "engine.archive",
+    "engine.ca_cli",
+    "engine.draw",
+    "engine.bids_cli",
+    "engine.bonds_cli",
 )
 
 
@@ -239,10 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """Run one ``ggzy`` command; user errors are one line on stderr and exit status 1 or 2."""
     args = (parser or build_parser()).parse_args(argv)
+    if getattr(args, "standalone", False):  # e.g. `archive verify`: no database, no GGZY_HOME
+        return args.handler(None, args)
     ctx = None
     try:
         ctx = open_context()
-        if args.command not in ("init", "serve", "demo", "bench"):
+        if args.command not in ("init", "serve", "demo", "bench", "ca", "bid"):
             ctx.require_schema()
         return args.handler(ctx, args)
     except FormValidationError as err:

@@ -101,6 +101,17 @@ def make_session_factory(engine: Engine) -> sessionmaker:
 # Modules that declare tables on ``Base``; each domain module with tables adds itself here.
 MODEL_MODULES: tuple[str, ...] = (
     "engine.models",
+    "engine.archive",
+    "engine.experts",
+    "engine.draw",
+    "engine.pki",
+    "engine.credit",
+    "engine.market",
+    "engine.bonds",
+    "engine.guarantees",
+    "engine.bond_refunds",
+    "engine.complaints",
+    "engine.bids",
 )
 
 

@@ -22,12 +22,16 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock, demo_projects, runtime, timers
+from engine import clock, demo_bids, demo_projects, runtime, timers
 from engine.actors import SYSTEM, add_user, load_actor
+from engine.bonds_cli import seed_demo_bonds
 from engine.context import Context
 from engine.deploy import collect, deploy
+from engine.experts import seed_demo_experts
+from engine.market import seed_demo_market
 from engine.models import InboxTask, User
 from engine.orgs import add_organisation, seed_zhangye
+from engine.pki import seed_demo_pki
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = [ROOT / "rules", ROOT / "forms", ROOT / "bpmn"]
@@ -112,6 +116,11 @@ def _organisations_users_definitions(ctx: Context, password: str) -> None:
         for username, name, roles, org, lead in DEMO_USERS:
             add_user(s, username, roles, password=password, display_name=name,
                      organisation_id=orgs[org].id if org else None, lead=lead)
+        seed_demo_market(s, [b.code for b in demo_projects.BIDDERS], load_actor(s, "regulator"))
+        seed_demo_pki(s, ctx.config.home)
+        demo_bids.seed_bidders(s, ctx.config.home, password, [b.code for b in demo_projects.BIDDERS])
+        seed_demo_bonds(s, ctx.config.home)
+        seed_demo_experts(s, bidder_codes=tuple(b.code for b in demo_projects.BIDDERS))
     with ctx.sessions.begin() as s:
         deploy(s, collect(CATALOG_RULES), load_actor(s, "fgw"))  # 发改 owns the trading catalog
         deploy(s, collect(sorted((ROOT / "rules").glob("ct_*.dmn"))), load_actor(s, "regulator"))  # 住建: compliance

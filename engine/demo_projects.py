@@ -29,10 +29,11 @@ working-day and holiday adjustments of the official calendar).
 Who acts. Tasks of the staff lane are completed by the demo staff user of the
 project's centre, of the regulator lane by the 住建 regulator, of the
 tenderer lane by the user who registered the project (the tenderer, or the
-agency acting for it). The bidder and expert lanes are personal lanes that
-only an assignment opens to a user, and nothing assigns them yet (parts 2 and
-3 of issue 4: sealed bidding, expert draws): their tasks (``evaluate_bids``)
-are completed as the system actor, as the engine's tests do.
+agency acting for it). Bids are real: each demo bidder company's user
+registers, pays its bond through the demo bank, submits a bid sealed with its
+certificate and decrypts it at the opening (``engine.demo_bids``). The expert
+lane is a personal lane that only an assignment opens to a user: its task
+(``evaluate_bids``) is completed as the system actor, as the engine's tests do.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from sqlalchemy.orm import Session
 
 import engine.notices  # noqa: F401 - registers the publish_notice service task
 import engine.witness  # noqa: F401 - registers the record_witness service task
-from engine import clock, files, periods, projects, runtime, timers
+from engine import clock, demo_bids, files, periods, projects, runtime, timers
 from engine.actors import SYSTEM, Actor, load_actor
 from engine.context import Context
 from engine.errors import EngineError
@@ -231,11 +232,14 @@ def plan(spec: ProjectSpec, start: date) -> list[Step]:
             steps.append(Step(_at(day, 9), "prepare_tender", None, _tender(tender_round, compliant=False)))
         steps += [Step(tender_round.issued, "prepare_tender", "published", _tender(tender_round)),
                   Step(_at(_work(day + one), 10), "clarify_or_amend", "bidding", _clarification(spec)),
+                  Step(_at(_work(day + one), 11), "submit_bids", "bidding"),
                   Step(tender_round.until + second, "sweep"),
                   Step(tender_round.deadline + second, "sweep")]
-        failed = number < rounds
-        steps.append(Step(tender_round.deadline + timedelta(minutes=30), "record_bids", None if failed else "opened",
-                          _bids(failed)))
+        if number == rounds:  # a failed round (fewer than 3 bids) is not opened (条例 §44)
+            steps += [Step(tender_round.deadline + timedelta(minutes=5), "decrypt_bids"),
+                      Step(tender_round.deadline + timedelta(minutes=31), "sweep"),
+                      Step(tender_round.deadline + timedelta(minutes=40), "confirm_opening", "opened",
+                           _confirm_opening)]
         day = _work(tender_round.deadline.date() + 2 * one)
     opened = tender_round.deadline
     reported = _at(opened.date(), 16)
@@ -316,6 +320,11 @@ class Run:
         """1.5% of the estimate, rounded down to 1000 yuan (条例 §26: at most 2%)."""
         return (self.estimate * Decimal("0.015") / 1000).to_integral_value(ROUND_DOWN) * 1000
 
+    def round_bids(self) -> list[tuple[Bidder, Decimal]]:
+        """The bids of the current round: a failed first round receives only ``failed_bids`` of them."""
+        failed = self.spec.failed_bids and len(self.rounds) < 2
+        return self.bids()[:self.spec.failed_bids] if failed else self.bids()
+
     def bids(self) -> list[tuple[Bidder, Decimal]]:
         """The bids of the last round: (bidder, price rounded to 100 yuan)."""
         return [(BIDDERS[i], (self.estimate * Decimal(f) / 100).to_integral_value(ROUND_HALF_UP) * 100)
@@ -340,6 +349,10 @@ def drive(ctx: Context, specs: list[ProjectSpec] | tuple[ProjectSpec, ...], toda
         run = runs[index]
         if step.action == "register":
             _register(run)
+        elif step.action == "submit_bids":
+            demo_bids.submit(run)
+        elif step.action == "decrypt_bids":
+            demo_bids.decrypt(run)
         elif step.action == "sweep":
             result = timers.sweep(ctx.sessions, at)
             if result.errors:
@@ -465,16 +478,8 @@ def _clarification(spec: ProjectSpec) -> Callable[[Run, Session], dict]:
     return data
 
 
-def _bids(failed: bool) -> Callable[[Run, Session], dict]:
-    def data(run: Run, session: Session) -> dict:
-        bids = run.bids()[:run.spec.failed_bids] if failed else run.bids()
-        staff = load_actor(session, STAFF_OF[run.centre_code])
-        return {"bids": [{"bidder_name": b.name, "bidder_uscc": b.uscc, "price": f"{price:.2f}", "bond_paid": True}
-                         for b, price in bids],
-                "opening_record": [{"title": "开标记录表", "file": run.store(
-                    session, staff, "开标记录.pdf", f"opening record, {len(bids)} bids, failed={failed}")}],
-                "opening_remarks": "投标人少于3个，不予开标。" if failed else "开标过程无异议。"}
-    return data
+def _confirm_opening(run: Run, session: Session) -> dict:
+    return {"opening_record_confirmed": True, "opening_remarks": "开标过程无异议，全部投标文件已按时解密。"}
 
 
 def _committee(run: Run, session: Session) -> dict:

@@ -26,7 +26,7 @@ from engine.errors import InvalidState, NotFound
 from engine.models import Instance, Notice, Project
 from engine.services import ServiceCall, service
 
-KINDS = ("tender", "amendment", "failure", "candidates", "result")
+KINDS = ("tender", "amendment", "failure", "candidates", "result", "complaint_decision")
 MAX_PER_PAGE = 100
 
 

@@ -23,7 +23,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import false, func, or_, select, true
 from sqlalchemy.orm import Session
 
-from engine import audit, catalog, clock, runtime, scope
+from engine import audit, catalog, clock, credit, runtime, scope
 from engine.actors import SYSTEM, Actor
 from engine.errors import EngineError, FormValidationError, InvalidState, NotFound, PermissionDenied
 from engine.models import AuditEvent, DefinitionVersion, Instance, Organisation, Project, StoredFile, TaskLog
@@ -92,6 +92,8 @@ def register_project(
     orgs, amount = _validate(session, values, estimate)
     tenderer, agency = orgs["tenderer_code"], orgs.get("agency_code")
     _check_registrant(actor, tenderer, agency)
+    for party in filter(None, (tenderer, agency)):
+        credit.ensure_not_sanctioned(session, party.id, at=clock.now(), action="登记交易项目")
     decision = catalog.decide(session, category=category, sub_type=sub_type, estimate=amount, funding=funding,
                               location_code=location_code)
     centre = _org(session, decision.centre_code)

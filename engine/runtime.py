@@ -8,6 +8,10 @@ UPDATE on PostgreSQL; BEGIN IMMEDIATE on SQLite) while it changes, and its
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -18,8 +22,9 @@ from jsonschema.validators import validator_for
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, event, insert, inspect, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from engine import audit, clock, inbox, scope, services, store
@@ -69,14 +74,15 @@ def start_instance(
     session.flush()
     audit.append(session, actor=actor.username, action="instance.start", instance_id=instance.id,
                  project_id=project_id, payload={"process": key, "version": version.version, "data": data})
-    _advance(session, Loaded(instance, bundle, workflow), actor, new=True)
+    loaded = Loaded(instance, bundle, workflow)
+    _advance(session, loaded, actor, new=True)
+    _WARM.offer(session, loaded)
     return instance
 
 
 def complete_task(session: Session, task_id: str, data: dict[str, Any] | None, actor: Actor) -> Instance:
     """Complete a READY user task as ``actor`` with form ``data``, then run the engine on."""
-    row = _open_task(session, task_id)
-    loaded = load(session, row.instance_id, lock=True)
+    row, loaded = _open_task(session, task_id)
     instance = loaded.instance
     if instance.status != "running":
         raise InvalidState(f"instance {instance.id} is {instance.status}; its tasks cannot be completed",
@@ -88,13 +94,14 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None, a
     if task is None or not task.has_state(TaskState.READY):
         raise Conflict(f"task {task_id} is not ready", task=task_id)
     task.set_data(**values)
-    session.connection().execute(insert(TaskLog), {
+    session.connection().execute(_TASK_LOG, {
         "task_id": task_id, "instance_id": instance.id, "element_id": row.element_id, "role": row.role,
         "completed_by": actor.username, "completed_at": clock.now()})
     audit.append(session, actor=actor.username, action="task.complete", instance_id=instance.id,
                  project_id=instance.project_id,
                  payload={"task_id": task_id, "element": row.element_id, "data": values})
     _advance(session, loaded, actor, run=task)
+    _WARM.offer(session, loaded)
     return instance
 
 
@@ -179,12 +186,26 @@ def load(session: Session, instance_id: int, *, lock: bool = False) -> Loaded:
     return Loaded(instance, bundle, store.load(instance.state, bundle))
 
 
-def _open_task(session: Session, task_id: str) -> InboxTask:
-    # Locking the inbox row makes a concurrent completion wait here, then find the row gone.
-    query = select(InboxTask).where(InboxTask.task_id == task_id).with_for_update()
-    row = session.execute(query).scalar_one_or_none()
-    if row is not None:
-        return row
+# The open task, its instance and the instance's version hash in one statement. On PostgreSQL the
+# inbox row and the instance row are both locked FOR UPDATE: a concurrent completion of the same task
+# waits here, then finds the inbox row gone (and so the joined row), exactly as with two statements.
+_OPEN_TASK = (select(InboxTask, Instance, DefinitionVersion.sha256)
+              .join(Instance, Instance.id == InboxTask.instance_id)
+              .join(DefinitionVersion, DefinitionVersion.id == Instance.process_version_id)
+              .where(InboxTask.task_id == bindparam("task_id"))
+              .with_for_update(of=(InboxTask, Instance))
+              .execution_options(populate_existing=True))
+_TASK_LOG = insert(TaskLog.__table__)
+
+
+def _open_task(session: Session, task_id: str) -> tuple[InboxTask, Loaded]:
+    """Lock an open task and its instance; restore the instance (``Conflict`` when already completed)."""
+    found = session.execute(_OPEN_TASK, {"task_id": task_id}).first()
+    if found is not None:
+        row, instance, sha = found
+        bundle = bundle_for(session, instance.process_version_id, sha)
+        workflow = _WARM.take(instance, bundle) or store.load(instance.state, bundle)
+        return row, Loaded(instance, bundle, workflow)
     done = session.get(TaskLog, task_id)
     if done is not None:
         raise Conflict(f"task {task_id} was already completed by {done.completed_by} at "
@@ -238,27 +259,164 @@ def persist(session: Session, loaded: Loaded, *, error: dict[str, Any] | None = 
     """Write an instance's state, status, next timer and inbox rows in the caller's transaction."""
     instance, workflow = loaded.instance, loaded.workflow
     ready = inbox.ready_human_tasks(workflow)
+    now = clock.now()
+    current = instance.status
     if status is not None:
-        instance.status = status
+        current = status
     elif error is not None:
-        instance.status = "error"
+        current = "error"
     elif workflow.completed:
-        instance.status = "completed"
-        instance.completed_at = clock.now()
-    elif instance.status not in ("suspended", "terminated"):
-        instance.status = "running" if ready else "waiting"
-    instance.error = error
-    instance.state = store.dump(workflow)
-    instance.serializer_version = store.SERIALIZER_VERSION
-    instance.next_timer_at = inbox.next_timer(workflow) if instance.status in ACTIVE else None
-    instance.updated_at = clock.now()
+        current = "completed"
+    elif current not in ("suspended", "terminated"):
+        current = "running" if ready else "waiting"
+    # Inbox rows first (a ``dueAt`` expression is evaluated on the task): the dump is the last look at
+    # the workflow, so the stored text describes it exactly (see ``_Warm``).
+    rows = inbox.rows(instance, ready, current)
+    values: dict[str, Any] = {
+        "status": current,
+        "error": error,
+        "state": store.dump(workflow),
+        "serializer_version": store.SERIALIZER_VERSION,
+        "next_timer_at": inbox.next_timer(workflow) if current in ACTIVE else None,
+        "updated_at": now,
+    }
+    if status is None and error is None and workflow.completed:
+        values["completed_at"] = now
+    _write_instance(session, instance, values)
+    inbox.write(session, instance.id, rows, new=new)
+
+
+def _write_instance(session: Session, instance: Instance, values: dict[str, Any]) -> None:
+    """Write ``values`` and any other pending change of a persistent instance in one guarded UPDATE.
+
+    One Core ``UPDATE ... WHERE id = :id AND revision = :revision`` replaces the ORM flush (same
+    columns, same optimistic lock); the ORM object is then marked as holding the written values, so
+    nothing is written twice.
+    """
+    state = inspect(instance)
+    if not state.persistent:
+        for key, value in values.items():
+            setattr(instance, key, value)
+        _flush(session, instance)
+        return
+    changes = {}
+    for key in state.committed_state:  # attributes the caller changed since the row was loaded
+        if key in state.mapper.column_attrs and state.attrs[key].history.has_changes():
+            changes[key] = getattr(instance, key)
+    for key, value in values.items():
+        if key in changes or key not in state.dict or state.dict[key] != value:
+            changes[key] = value
+    revision = instance.revision
+    changes["revision"] = revision + 1
+    columns = {state.mapper.column_attrs[key].columns[0].name: value for key, value in changes.items()}
+    result = session.connection().execute(_UPDATE_INSTANCE, {**columns, "where_id": instance.id,
+                                                              "where_revision": revision})
+    if result.rowcount != 1:
+        raise _stale(instance)
+    for key, value in changes.items():
+        set_committed_value(instance, key, value)
+
+
+# The SET clause comes from the parameters given (the columns that changed).
+_UPDATE_INSTANCE = update(Instance.__table__).where(Instance.__table__.c.id == bindparam("where_id"),
+                                                    Instance.__table__.c.revision == bindparam("where_revision"))
+
+
+def _flush(session: Session, instance: Instance) -> None:
     try:
         session.flush()
     except StaleDataError:
-        raise Conflict(f"instance {instance.id} was changed by someone else; reload and try again",
-                       instance=instance.id) from None
-    inbox.sync(session, instance, ready, new=new)
-    session.flush()
+        raise _stale(instance) from None
+
+
+def _stale(instance: Instance) -> Conflict:
+    return Conflict(f"instance {instance.id} was changed by someone else; reload and try again",
+                    instance=instance.id)
+
+
+class _Warm:
+    """The workflows of recently committed completions, so that the next completion skips the restore.
+
+    Sound because of three rules. (1) Only a workflow that ``store.reusable`` proves indistinguishable
+    from ``store.load`` of its stored text is kept, and only by ``complete_task``/``start_instance``,
+    which never touch it after writing that text. (2) It is published only after the transaction that
+    wrote it commits (a rollback drops it) and is used only while the instance row still holds that
+    exact text, that revision and that bundle: a rolled-back savepoint, a timer, another process or a
+    hand edit in between all make it a miss. (3) ``take`` removes it, so one session at a time owns
+    it; ``offer`` returns it to the cache only through a new commit. Bounded, least recently used.
+    """
+
+    SIZE = 64
+    _PENDING = "ggzy.runtime.warm"
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[int, tuple[int, str, Bundle, BpmnWorkflow]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, instance: Instance, bundle: Bundle) -> BpmnWorkflow | None:
+        with self._lock:
+            entry = self._entries.pop(instance.id, None)
+        if entry is None:
+            return None
+        revision, state, held, workflow = entry
+        if revision == instance.revision and held is bundle and state == instance.state:
+            return workflow
+        return None
+
+    def offer(self, session: Session, loaded: Loaded) -> None:
+        instance = loaded.instance
+        if instance.status != "running" or not inspect(instance).persistent or not store.reusable(loaded.workflow):
+            return  # a finished instance has no next completion
+        session.info.setdefault(self._PENDING, {})[instance.id] = (
+            instance.revision, instance.state, loaded.bundle, loaded.workflow)
+
+    def publish(self, session: Session) -> None:
+        pending = session.info.pop(self._PENDING, None)
+        if not pending:
+            return
+        with self._lock:
+            for instance_id, entry in pending.items():
+                self._entries[instance_id] = entry
+                self._entries.move_to_end(instance_id)
+            while len(self._entries) > self.SIZE:
+                self._entries.popitem(last=False)
+
+    def drop(self, session: Session) -> None:
+        session.info.pop(self._PENDING, None)
+
+
+_WARM = _Warm()
+
+
+@contextmanager
+def restoring_every_time() -> Iterator[None]:
+    """Within this block, restore every workflow from its stored text (the bench's cold figure)."""
+    size = _WARM.SIZE
+    _WARM.SIZE = 0
+    with _WARM._lock:
+        _WARM._entries.clear()
+    try:
+        yield
+    finally:
+        _WARM.SIZE = size
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    # Releasing a savepoint is not durable yet: wait for the outermost commit.
+    if not session.in_nested_transaction():
+        _WARM.publish(session)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _after_rollback(session: Session, _transaction: Any) -> None:
+    _WARM.drop(session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # closed without a commit: nothing it offered is kept
+        _WARM.drop(session)
 
 
 def retry(session: Session, instance_id: int, actor: Actor, data: dict[str, Any] | None = None) -> Instance:

@@ -19,7 +19,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-HANDLER_MODULES: tuple[str, ...] = ("engine.notices", "engine.witness")
+HANDLER_MODULES: tuple[str, ...] = ("engine.notices", "engine.witness", "engine.archive", "engine.complaints",
+                                   "engine.bond_refunds", "engine.opening")
 
 
 @dataclass(frozen=True)

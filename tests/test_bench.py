@@ -15,7 +15,8 @@ def test_bench_prints_one_json_line_with_every_figure(ctx, fixed_clock, capsys):
     result = json.loads(out.splitlines()[-1])
     assert code == 0, result["problems"]
     for key in ("bare_ms_per_task", "bare_roundtrip_ms_per_task", "ggzy_sqlite_ms_per_task",
-                "ratio_vs_bare_roundtrip", "sweep_ms_per_timer"):
+                "ggzy_sqlite_cold_ms_per_task", "ratio_vs_bare_roundtrip", "ratio_cold_vs_bare_roundtrip",
+                "sweep_ms_per_timer"):
         assert isinstance(result[key], float) and result[key] > 0, key
     postgres = ctx.engine.dialect.name == "postgresql"
     assert (result["ggzy_postgres_ms_per_task"] is not None) == postgres
@@ -32,3 +33,16 @@ def test_bench_runs_twice_on_one_database(ctx, capsys):
         assert run_bench(ctx, json_output=True, quick=True, rounds=1, timer_count=3) == 0
         result = json.loads(capsys.readouterr().out.splitlines()[-1])
         assert result["sweep_fired"] == 3
+
+
+def test_the_cold_figure_restores_every_time_and_reuse_comes_back(ctx):
+    from engine import bench, runtime
+
+    bench.prepare(ctx)
+    with runtime.restoring_every_time():
+        bench.ggzy_round(ctx)
+        assert runtime._WARM._entries == {}
+    assert runtime._WARM.SIZE > 0
+    with ctx.sessions.begin() as s:
+        iid = runtime.start_instance(s, bench.PROCESS_KEY, {}, bench.ACTOR).id
+    assert iid in runtime._WARM._entries

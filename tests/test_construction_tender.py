@@ -11,10 +11,11 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
+import bidworld
 import pytest
 from conftest import ROOT, deploy_paths
 from lxml import etree
@@ -100,6 +101,8 @@ class Run:
                 s, PROCESS, start_data(world), world.actors["ten"], project_id=world.project_id,
                 centre_id=world.centre_id, department_id=world.department_id, tenderer_id=world.tenderer_id,
                 category="construction", title=PROJECT_NAME).id
+            s.get(Project, world.project_id).instance_id = self.id  # as project registration links them
+        self.market: bidworld.Market | None = None
 
     def at(self, instant: str) -> None:
         self.clock.set(datetime.fromisoformat(instant))
@@ -165,9 +168,23 @@ def tender(world: World, **changes) -> dict:
     return form
 
 
-def bids(n: int) -> dict:
-    return {"bids": [{"bidder_name": name, "bidder_uscc": uscc, "price": price, "bond_paid": True}
-                     for name, uscc, price in BIDDERS[:n]]}
+def submit_bids(run: Run, n: int, at: str = "2026-10-19T10:00:00+08:00") -> list[int]:
+    """The first n BIDDERS register, pay their bonds and submit sealed bids at ``at`` (a round still open)."""
+    if run.market is None:
+        run.market = bidworld.make_market(run.ctx, [name for name, _, _ in BIDDERS],
+                                          usccs=[uscc for _, uscc, _ in BIDDERS])
+    run.at(at)
+    return [bidworld.bid(run.ctx, run.market, run.world.project_id, bidder, price)
+            for bidder, (_, _, price) in zip(run.market.bidders[:n], BIDDERS, strict=False)]
+
+
+def open_bids(run: Run, bid_ids: list[int], deadline: str, fired: int = 1) -> None:
+    """The deadline passes, every bidder decrypts in the window, the window closes, staff confirm the record."""
+    assert run.sweep(deadline) == fired
+    bidworld.decrypt(run.ctx, run.market, bid_ids)
+    window_ends = datetime.fromisoformat(run.data()["opening"]["decryption_ends_at"])
+    assert run.sweep((window_ends + timedelta(seconds=1)).isoformat()) == 1
+    run.do("confirm_opening", {"opening_record_confirmed": True})
 
 
 COMMITTEE = {"committee_members": [{"name": f"专家{i}", "member_kind": "expert", "speciality": "给排水"}
@@ -198,8 +215,7 @@ def to_bidding(run: Run, **changes) -> None:
 def to_evaluation(run: Run) -> None:
     """From bidding: documents sale closes, the deadline passes, 3 bids, committee, report on 10-20."""
     assert run.sweep("2026-10-09T17:00:01+08:00") == 1
-    assert run.sweep("2026-10-20T09:30:01+08:00") == 1
-    run.do("record_bids", bids(3))
+    open_bids(run, submit_bids(run, 3), "2026-10-20T09:30:01+08:00")
     run.do("record_committee", COMMITTEE)
     run.do("evaluate_bids", evaluation(run.world))
 
@@ -271,7 +287,8 @@ def test_the_procedure_runs_from_acceptance_to_archive(ctx, fixed_clock, world):
     assert (row.status, row.next_timer_at) == ("completed", None)
     assert run.roles == {
         "accept_project": "staff", "review_filing": "regulator", "witness_acceptance": "staff",
-        "prepare_tender": "tenderer", "record_bids": "staff", "record_committee": "staff", "evaluate_bids": "expert",
+        "prepare_tender": "tenderer", "confirm_opening": "staff", "record_committee": "staff",
+        "evaluate_bids": "expert",
         "prepare_publicity": "tenderer", "confirm_award": "tenderer", "witness_organisation": "staff",
         "sign_contract": "tenderer", "report_to_department": "tenderer", "refund_bonds": "staff",
         "witness_archive": "staff", "archive_project": "staff"}
@@ -373,16 +390,16 @@ def test_an_amendment_less_than_15_days_before_the_deadline_extends_it(ctx, fixe
     assert [n.kind for n in run.notices()] == ["tender", "amendment", "amendment"]
     assert run.data()["bid_deadline"] == "2026-10-28T09:30:00+08:00"
     assert run.sweep("2026-10-27T00:00:01+08:00") == 0
-    assert run.sweep("2026-10-28T09:30:01+08:00") == 1
-    assert set(run.open()) == {"record_bids"}
     assert [c["deadline_forced"] for c in run.data()["clarifications"]] == [False, True, False]
+    assert run.sweep("2026-10-28T09:30:01+08:00") == 1
+    assert set(run.open()) == {"prepare_tender"}  # nobody bid: the round fails (条例 §44)
 
 
 def test_fewer_than_three_bids_publish_a_failure_notice_and_start_a_second_round(ctx, fixed_clock, world):
     run = Run(ctx, fixed_clock, world)
     to_bidding(run)
+    submit_bids(run, 2)
     assert run.sweep("2026-10-20T09:30:01+08:00") == 2  # the documents sale closed (10-09 17:00), the deadline
-    run.do("record_bids", bids(2))
     first, failure = run.notices()
     assert (failure.kind, failure.amends_id) == ("failure", first.id)
     assert failure.title == "临泽县城区供水管网改造工程流标公告"
@@ -396,8 +413,8 @@ def test_fewer_than_three_bids_publish_a_failure_notice_and_start_a_second_round
     second = run.notices()[-1]
     assert (second.kind, second.title, second.data["tender_round"]) == (
         "tender", "临泽县城区供水管网改造工程招标公告（第2次）", 2)
-    assert run.sweep("2026-11-11T09:30:01+08:00") == 2  # the second round's documents sale and deadline
-    run.do("record_bids", bids(3))
+    bid_ids = submit_bids(run, 3, "2026-11-10T10:00:00+08:00")
+    open_bids(run, bid_ids, "2026-11-11T09:30:01+08:00", fired=2)  # the second round's documents sale and deadline
     assert set(run.open()) == {"record_committee"}
     assert [n.kind for n in run.notices()] == ["tender", "failure", "tender"]
 
@@ -508,6 +525,8 @@ def test_a_department_changes_a_compliance_table_while_an_earlier_project_finish
     later.do("prepare_tender", county_only)
     (failure,) = later.task_data("prepare_tender")["compliance_failures"]
     assert "本县企业" in failure["reason"] and later.notices() == []
+    with ctx.sessions.begin() as s:
+        s.get(Project, world.project_id).instance_id = earlier.id  # the project's bids go to the earlier run
     to_evaluation(earlier)
     to_award(earlier)
     assert [n.kind for n in earlier.notices()] == ["tender", "candidates", "result"]
@@ -545,7 +564,7 @@ def test_the_diagram_names_an_article_for_every_timer_and_rule_and_draws_every_e
     timers_and_rules = [e.getparent().get("id") for e in root.iterfind(".//bpmn:timerEventDefinition", NS)]
     timers_and_rules += [e.get("id") for e in root.iterfind(".//bpmn:businessRuleTask", NS)]
     timers_and_rules += ["check_compliance", "apply_clarification", "enough_bids", "refund_bonds"]
-    assert len(timers_and_rules) == 16
+    assert len(timers_and_rules) == 17
     for element in timers_and_rules:
         assert any(article.search(text) for text in annotated.get(element, [])), element
     drawn = {d.get("bpmnElement") for d in root.iter("{http://www.omg.org/spec/BPMN/20100524/DI}BPMNShape",

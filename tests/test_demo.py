@@ -15,7 +15,7 @@ import pytest
 from conftest import FIXTURES
 from sqlalchemy import select, text
 
-from engine import catalog, clock, notices, projects, runtime, timers, witness
+from engine import bids, catalog, clock, notices, projects, runtime, timers, witness
 from engine import models as m
 from engine.actors import check_password, load_actor
 from engine.config import Config
@@ -52,14 +52,18 @@ def snapshot(ctx) -> dict:
     """Everything a run should reproduce: projects, notices, bids, candidates, files — with their instants."""
     with ctx.sessions() as s:
         rows = s.execute(select(m.Project).order_by(m.Project.id)).scalars().all()
-        result = {"projects": [], "files": sorted(s.execute(select(m.StoredFile.sha256)).scalars())}
+        # Sealed bid packages are random by design (fresh content keys, salts and ECDSA nonces): leave them out.
+        sealed = select(bids.Bid.package_sha256)
+        result = {"projects": [], "files": sorted(s.execute(select(m.StoredFile.sha256)
+                                                            .where(m.StoredFile.sha256.not_in(sealed))).scalars())}
         for p in rows:
             data = progress(runtime.load(s, p.instance_id)).data
             centre = s.get(m.Organisation, p.centre_id).code
             result["projects"].append({
                 "code": p.code, "name": p.name, "estimate": str(p.estimate), "centre": centre,
                 "registered_at": p.registered_at.isoformat(), "stage": stage_of(s, p),
-                "bids": [(b["bidder_uscc"], str(b["price"])) for b in data.get("bids", [])],
+                "bids": [(b["bidder_uscc"], str(b["price"]))
+                         for b in data.get("opening_record", {}).get("bids", [])],
                 "candidates": [(c["bidder_uscc"], str(c["price"])) for c in data.get("candidates", [])],
                 "notices": [(n.kind, n.title, n.published_at.isoformat(), n.sha256) for n in s.execute(
                     select(m.Notice).where(m.Notice.project_id == p.id).order_by(m.Notice.id)).scalars()]})

@@ -28,7 +28,8 @@ from web.views.projects import CATEGORIES, FUNDING, LEVELS, PROCESSES, SUB_TYPES
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 PER_PAGE = 20
 KINDS = {"tender": _l("招标公告"), "amendment": _l("变更公告"), "failure": _l("流标公告"),
-         "candidates": _l("中标候选人公示"), "result": _l("中标结果公告")}
+         "candidates": _l("中标候选人公示"), "result": _l("中标结果公告"),
+         "complaint_decision": _l("投诉处理决定")}
 VALUES = {**CATEGORIES, **SUB_TYPES, **FUNDING, **LEVELS, **PROCESSES}
 OPERATORS = {">=": "≥", ">": ">", "<=": "≤", "<": "<", "==": "=", "!=": "≠", "in": "", "not in": _l("除")}
 

@@ -27,7 +27,7 @@ from engine.models import InboxTask, Notice, Organisation, StoredFile
 from engine.orgs import list_organisations
 from engine.progress import Progress, progress, trail_for
 from web import db, formrender
-from web.access import allow
+from web.access import AUTHENTICATED, PUBLIC, access_of, allow
 from web.auth import current_actor
 from web.pages import NavItem
 from web.views.instances import ACTIONS as INSTANCE_ACTIONS
@@ -129,6 +129,7 @@ def show(project_id: int):
         "projects/show.html", project=project, instance=loaded.instance if loaded else None,
         stages=projects.project_stages(s, loaded) if loaded else [], tasks=tasks, notices=notices, trail=trail,
         decision=project.details.get("catalog", {}), orgs=_orgs(s), may_close=_may_close(actor, project),
+        related=_related(actor, project),
         files=_files(s, project), money=money, statuses=STATUSES, instance_statuses=INSTANCE_STATUSES,
         categories=CATEGORIES, sub_types=SUB_TYPES, funding=FUNDING, levels=LEVELS, processes=PROCESSES,
         stage_labels=STAGE_LABELS, step_statuses=STEP_STATUSES, actions=ACTIONS, role_labels=ROLE_LABELS)
@@ -163,6 +164,30 @@ def _files(s: Session, project) -> dict[str, StoredFile]:
     shas = [(d.get("file") or {}).get("sha256") for d in project.documents if isinstance(d, dict)]
     rows = s.execute(select(StoredFile).where(StoredFile.sha256.in_([x for x in shas if x]))).scalars()
     return {row.sha256: row for row in rows}
+
+
+# The project's pages in other areas: (label, endpoint, URL arguments from the project). A link is shown only when
+# its endpoint exists and its own access declaration admits one of the viewer's roles; the page itself still
+# checks the organisation scope.
+RELATED = (
+    (_l("开标"), "bids.opening", lambda p: {"project_id": p.id}),
+    (_l("投标保证金"), "bonds.project", lambda p: {"project_id": p.id}),
+    (_l("专家抽取"), "experts.draws", lambda p: {}),
+    (_l("评标"), "evaluation.project", lambda p: {"project_id": p.id}),
+    (_l("投诉"), "complaints.index", lambda p: {"project": p.id}),
+    (_l("电子档案"), "archive.index", lambda p: {"project_id": p.id}),
+)
+
+
+def _related(actor: Actor, project) -> list[tuple[str, str]]:
+    links = []
+    for label, endpoint, arguments in RELATED:
+        declared = access_of(endpoint)
+        if declared is None:
+            continue
+        if PUBLIC in declared or AUTHENTICATED in declared or any(actor.has_role(r) for r in declared):
+            links.append((str(label), url_for(endpoint, **arguments(project))))
+    return links
 
 
 def _may_close(actor: Actor, project) -> bool:
