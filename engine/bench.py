@@ -65,6 +65,7 @@ USER_TASKS = 20
 TARGET_RATIO = 2.0
 ROUNDS = {False: 5, True: 2}
 TIMERS = {False: 10_000, True: 500}
+OPENINGS = {False: 500, True: 50}
 TIMER_BATCH = 250
 TIMER_EPOCH = datetime.fromisoformat("2000-01-03T09:00:00+08:00")
 ACTOR = Actor("bench", frozenset(LANES))
@@ -452,15 +453,17 @@ def sweep_timers(ctx: Context, count: int, advance: Callable[[int], None]) -> Sw
 
 
 def run_bench(ctx: Context, *, json_output: bool, quick: bool, rounds: int | None = None,
-              timer_count: int | None = None) -> int:
+              timer_count: int | None = None, openings: int | None = None) -> int:
     """Run the benchmark on ``ctx``'s database and print a table (or one JSON line); 1 when it went wrong.
 
-    ``rounds`` and ``timer_count`` override the sizes (5 rounds and 10,000 timers; quick: 2 and 500).
+    ``rounds``, ``timer_count`` and ``openings`` override the sizes (5 rounds, 10,000 timers and an opening of
+    500 sealed bids; quick: 2, 500 and 50).
     Missing the target ratio is not a failure: the bench measures, it does not judge.
     """
     try:
         return _run(ctx, json_output=json_output, rounds=rounds if rounds is not None else ROUNDS[quick],
-                    timer_count=timer_count if timer_count is not None else TIMERS[quick])
+                    timer_count=timer_count if timer_count is not None else TIMERS[quick],
+                    openings=openings if openings is not None else OPENINGS[quick])
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -480,7 +483,7 @@ def _variants(ctx: Context, lite: Context, bundle: Bundle) -> list[Variant]:
     return variants
 
 
-def _run(ctx: Context, *, json_output: bool, rounds: int, timer_count: int) -> int:
+def _run(ctx: Context, *, json_output: bool, rounds: int, timer_count: int, openings: int) -> int:
     console = Console(file=sys.stdout)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, transient=True,
@@ -499,6 +502,11 @@ def _run(ctx: Context, *, json_output: bool, rounds: int, timer_count: int) -> i
                 figures = measure(variants, rounds, lambda: progress.advance(steps))
                 sweeps = progress.add_task("timers (start, then sweep)", total=2 * timer_count)
                 sweep = sweep_timers(ctx, timer_count, lambda n: progress.advance(sweeps, n))
+                progress.add_task(f"opening {openings} sealed bids", total=None)
+                # issue 5: the opening against its raw decrypt+verify work, on a throw-away SQLite database
+                from engine.bench_bids import bench_opening
+
+                opening = bench_opening(openings) if openings else None
         finally:
             if lite is not ctx:
                 lite.engine.dispose()
@@ -524,6 +532,7 @@ def _run(ctx: Context, *, json_output: bool, rounds: int, timer_count: int) -> i
         "tasks_per_instance": USER_TASKS,
         "database": ctx.engine.dialect.name,
         "problems": sweep.problems,
+        "opening": opening,
     }
     if json_output:
         print(json.dumps(result, ensure_ascii=False))
@@ -557,6 +566,13 @@ def _print_table(console: Console, ctx: Context, variants: list[Variant], result
     table.add_row(f"sweep, {result['sweep_fired']}/{result['sweep_timers']} fired",
                   f"{result['sweep_ms_per_timer']:.3f}", "ms / timer", "")
     table.add_row("start timer instances", f"{result['timer_start_ms_per_instance']:.3f}", "ms / instance", "")
+    opening = result["opening"]
+    if opening:
+        table.add_section()
+        verdict = "[green]ok[/green]" if opening["ratio"] <= opening["target_ratio"] else "[red]above target[/red]"
+        table.add_row(f"opening {opening['bids']} sealed bids", f"{opening['per_bid_ms']:.3f}", "ms / bid", "")
+        table.add_row("ratio opening / raw decrypt+verify", f"{opening['ratio']:.2f}",
+                      f"target ≤ {opening['target_ratio']:.1f}", verdict)
     console.print(table)
     console.print(f"database: {ctx.engine.url.render_as_string(hide_password=True)}", highlight=False)
     for problem in result["problems"]:

@@ -112,6 +112,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "engine.bond_refunds",
     "engine.complaints",
     "engine.bids",
+    "engine.evaluation",
 )
 
 

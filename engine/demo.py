@@ -101,7 +101,10 @@ def seed(ctx: Context, *, until: str | None = None) -> Seeded:
     if until is None:
         _instances(ctx)
     timers.sweep(ctx.sessions, clock.now())
-    return Seeded([DemoLogin(u, d, r, password) for u, d, r, _, _ in DEMO_USERS], projects)
+    with ctx.sessions() as s:
+        bidders = demo_bids.logins(s, [b.code for b in demo_projects.BIDDERS])
+    return Seeded([DemoLogin(u, d, r, password) for u, d, r, _, _ in DEMO_USERS]
+                  + [DemoLogin(u, d, r, password) for u, d, r in bidders], projects)
 
 
 def _organisations_users_definitions(ctx: Context, password: str) -> None:

@@ -4,14 +4,17 @@ Each demo bidder company gets a user (``bidder-longyuan`` …) holding a certifi
 of the demo CAs; its PKCS#8 key file is written to ``$GGZY_HOME/demo-keys/<user>.key.pem``
 (what the bidder selects in the browser at the opening). A demo bank partner
 (``demo-bank``, its key under ``$GGZY_HOME/demo-bank/``) delivers signed bond payment
-notifications. During bidding every bidder of the script registers, pays its bond and
-submits a bid sealed on its side (``engine.seal``, as ``ggzy bid seal`` does); at the
-opening it unwraps its content key with its key file and hands it over.
+notifications; its base URL (where refund instructions are sent) is ``GGZY_DEMO_BANK_URL``, by
+default ``http://127.0.0.1:8765``, where ``ggzy bonds banksim`` serves that bank. During
+bidding every bidder of the script registers, pays its bond and submits a bid sealed on its
+side (``engine.seal``, as ``ggzy bid seal`` does); at the opening it unwraps its content key
+with its key file and hands it over.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
     from engine.demo_projects import Run
 
 BANK_CODE = "demo-bank"
+BANK_URL_ENV = "GGZY_DEMO_BANK_URL"
+DEFAULT_BANK_URL = "http://127.0.0.1:8765"  # `ggzy bonds banksim` (engine.bonds_cli.DEMO_BANK_PORT)
 
 
 def username_of(bidder_code: str) -> str:
@@ -41,8 +46,24 @@ def _bank_key(home: Path):
     return bank.load_private_key(path.read_bytes())
 
 
-def seed_bidders(session: Session, home: Path, password: str, bidder_codes: list[str]) -> None:
-    """Create a certified user per demo bidder company, and the demo bank partner."""
+def bank_url(environ: dict[str, str] | None = None) -> str:
+    """The demo bank's base URL: ``GGZY_DEMO_BANK_URL``, else where ``ggzy bonds banksim`` listens."""
+    env = os.environ if environ is None else environ
+    return (env.get(BANK_URL_ENV) or "").strip().rstrip("/") or DEFAULT_BANK_URL
+
+
+def logins(session: Session, bidder_codes: list[str]) -> list[tuple[str, str, list[str]]]:
+    """The demo bidder users that exist, as (username, display name, roles), in the order of ``bidder_codes``."""
+    users = {u.username: u for u in session.execute(
+        select(User).where(User.username.in_([username_of(c) for c in bidder_codes]))).scalars()}
+    return [(u.username, u.display_name or u.username, sorted(r.role for r in u.roles))
+            for u in (users.get(username_of(c)) for c in bidder_codes) if u is not None]
+
+
+def seed_bidders(session: Session, home: Path, password: str, bidder_codes: list[str],
+                 base_url: str | None = None) -> None:
+    """Create a certified user per demo bidder company, and the demo bank partner (at ``base_url``, by default
+    :func:`bank_url`)."""
     demo = pki.seed_demo_pki(session, home)
     for index, code in enumerate(bidder_codes):
         organisation = session.execute(select(Organisation).where(Organisation.code == code)).scalar_one()
@@ -50,7 +71,7 @@ def seed_bidders(session: Session, home: Path, password: str, bidder_codes: list
                         display_name=f"{organisation.name}投标员", organisation_id=organisation.id)
         pki.issue_demo_certificate(session, demo, user, organisation, ca_index=index % 2)
     bonds.register_bank(session, SYSTEM, code=BANK_CODE, name="张掖银行（演示）",
-                        public_key_pem=bank.public_pem(_bank_key(home)), base_url="http://demo-bank.invalid")
+                        public_key_pem=bank.public_pem(_bank_key(home)), base_url=base_url or bank_url())
 
 
 def _actor(session: Session, uscc: str) -> tuple[Actor, Organisation]:

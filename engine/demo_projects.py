@@ -31,9 +31,12 @@ project's centre, of the regulator lane by the 住建 regulator, of the
 tenderer lane by the user who registered the project (the tenderer, or the
 agency acting for it). Bids are real: each demo bidder company's user
 registers, pays its bond through the demo bank, submits a bid sealed with its
-certificate and decrypts it at the opening (``engine.demo_bids``). The expert
-lane is a personal lane that only an assignment opens to a user: its task
-(``evaluate_bids``) is completed as the system actor, as the engine's tests do.
+certificate and decrypts it at the opening (``engine.demo_bids``). The committee is
+drawn for real from the demo expert pool (``engine.draw``, a fixed nonce per project)
+and its experts confirm; the diagram's ``store_committee`` checks the draw. The
+evaluation is real too (``engine.evaluation``): the centre's staff start it, the
+members review, score and sign the report with demo CA certificates, and the
+diagram takes the report's candidates (``collect_evaluation_report``).
 """
 
 from __future__ import annotations
@@ -45,16 +48,18 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import engine.notices  # noqa: F401 - registers the publish_notice service task
 import engine.witness  # noqa: F401 - registers the record_witness service task
-from engine import clock, demo_bids, files, periods, projects, runtime, timers
+from engine import clock, demo_bids, draw, evaluation, files, periods, pki, procedure, projects, runtime, seal, timers
 from engine.actors import SYSTEM, Actor, load_actor
 from engine.context import Context
 from engine.errors import EngineError
-from engine.models import InboxTask, Instance, Organisation, Project
+from engine.models import InboxTask, Instance, Organisation, Project, User
 from engine.orgs import uscc_check_char
 
 STAGES = ("registered", "accepted", "filed", "published", "bidding", "opened", "evaluated", "publicized",
@@ -260,9 +265,9 @@ def plan(spec: ProjectSpec, start: date) -> list[Step]:
     refunds = _work(report + one)
     steps += [Step(_at(contract, 10), "sign_contract", "contracted", _contract),
               Step(_at(report, 10), "report_to_department", None, _report),
-              Step(_at(refunds, 10), "refund_bonds", None, _refunds),
+              Step(_at(refunds, 10), "send_bond_refunds", None, _refunds),
               Step(_at(refunds, 15), "witness_archive", None, _witness_archive),
-              Step(_at(_work(refunds + one), 10), "archive_project", "archived", _archive)]
+              Step(_at(_work(refunds + one), 10), "file_archive", "archived", _archive)]
     return steps
 
 
@@ -483,20 +488,48 @@ def _confirm_opening(run: Run, session: Session) -> dict:
 
 
 def _committee(run: Run, session: Session) -> dict:
-    experts = [("王建国", "建筑工程"), ("李红梅", "工程造价"), ("赵志强", "市政工程"), ("孙丽华", "建筑工程")]
-    return {"committee_members": [{"name": name, "member_kind": "expert", "speciality": speciality}
-                                  for name, speciality in experts]
-            + [{"name": "招标人代表（张掖市城市建设投资有限公司）", "member_kind": "tenderer_representative"}]}
-
-
-SCORES = (93.5, 91.2, 88.7)
+    """The centre's staff draw the committee on 住建's plan, avoiding the round's bidders (as ``/draws/new`` does),
+    with a fixed nonce (so the draw is reproducible), and every drawn expert confirms."""
+    staff = load_actor(session, STAFF_OF[run.centre_code])
+    plan = draw.committee_plan(session, run.project_id)
+    chosen = draw.draw_committee(session, run.project_id, plan, staff,
+                                 excluded_organisation_ids=procedure.opening_bidder_ids(session, run.project_id),
+                                 evaluation_at=clock.now() + timedelta(hours=2),
+                                 nonce=f"ggzy-demo-{run.spec.key}-{max(run.rounds)}")
+    for seat in draw.seats_of(session, chosen.id):
+        expert = session.get(User, seat.expert_id)
+        draw.respond(session, seat.id, load_actor(session, expert.username), accept=True)
+    return {"committee_drawn": True, "committee_remarks": f"抽取 #{chosen.id}，抽中的专家均已确认参加评标。"}
 
 
 def _evaluation(run: Run, session: Session) -> dict:
-    return {"evaluation_report": run.store(session, SYSTEM, "评标报告.pdf", "evaluation report"),
-            "candidates": [{"rank": i + 1, "bidder_name": b.name, "bidder_uscc": b.uscc, "price": f"{price:.2f}",
-                            "score": SCORES[i]} for i, (b, price) in enumerate(run.candidates())],
-            "evaluation_summary": "评标委员会按综合评估法评审，推荐中标候选人3名。"}
+    """The centre's staff start the evaluation (``engine.evaluation``); every member passes every bid, gives each
+    non-price factor 80% of its weight (so the price score ranks the bids) and signs the report with a demo CA
+    certificate (issued on first use, its key under ``$GGZY_HOME/demo-keys/``)."""
+    staff = load_actor(session, STAFF_OF[run.centre_code])
+    started = evaluation.start_evaluation(session, run.project_id, staff)
+    bid_ids = [b["bid_id"] for b in started.bids]
+    passed = {str(b): {c["key"]: {"passed": True, "reason": ""} for c in started.parameters["criteria"]}
+              for b in bid_ids}
+    scored = {str(b): {f["key"]: f"{Decimal(f['max']) * Decimal('0.8'):.2f}" for f in started.parameters["factors"]}
+              for b in bid_ids}
+    demo = pki.seed_demo_pki(session, run.ctx.config.home)
+    members = []
+    for user_id in started.members:
+        user = session.get(User, user_id)
+        key_path = demo.home / "demo-keys" / f"{user.username}.key.pem"
+        if pki.active_certificate(session, user.id) is None or not key_path.exists():
+            _, key_path = pki.issue_demo_certificate(session, demo, user, None)
+        members.append((load_actor(session, user.username), seal.load_private_key(key_path.read_bytes())))
+    for kind, sheet in (("qualification", passed), ("scoring", scored)):
+        for actor, _ in members:
+            if evaluation.get(session, started.id).status == kind:
+                evaluation.save_sheet(session, started.id, actor, kind, sheet, submit=True)
+    digest = bytes.fromhex(evaluation.report_of(session, evaluation.get(session, started.id)).sha256)
+    for actor, key in members:
+        evaluation.sign_report(session, started.id, actor, key.sign(digest, ec.ECDSA(hashes.SHA256())))
+    return {"evaluation_signed": True,
+            "evaluation_summary": "评标委员会按综合评估法评审，全体成员已签署评标报告，推荐中标候选人3名。"}
 
 
 def _publicity(run: Run, session: Session) -> dict:
@@ -533,10 +566,11 @@ def _report(run: Run, session: Session) -> dict:
 
 
 def _refunds(run: Run, session: Session) -> dict:
-    days = (clock.local_now().date() - run.rounds[max(run.rounds)].deadline.date()).days
-    interest = (run.bid_bond * Decimal("0.0035") * days / 360).quantize(Decimal("0.01"), ROUND_HALF_UP)
-    return {"bond_refunds": [{"bidder_name": b.name, "bidder_uscc": b.uscc, "amount": f"{run.bid_bond:.2f}",
-                              "interest": f"{interest:.2f}"} for b, _ in run.bids()]}
+    """The refund instructions were computed by ``compute_bond_refunds``; the demo confirms them as sent (the
+    demo bank, ``ggzy bonds banksim``, is not running while the demo is seeded: staff send them afterwards from
+    the project's bonds page, or with ``ggzy bonds send-refunds CODE``)."""
+    return {"refunds_sent": True,
+            "refund_remarks": "演示：退还指令已生成，在项目保证金页发送给演示银行（ggzy bonds banksim）。"}
 
 
 def _witness_archive(run: Run, session: Session) -> dict:

@@ -115,12 +115,18 @@ def lint_bpmn(
         if called not in processes:
             problems.append(_at(filename, node, f"called process {called!r} is not deployed"))
     handlers = services.registry()
+    element_ids = {e.get("id") for e in root.iter() if isinstance(e.tag, str) and e.get("id")
+                   and etree.QName(e).localname not in ("serviceTaskOperator", "parameter")}
     for node in root.iterfind(".//bpmn:serviceTask", NS):
         operator = node.find("bpmn:extensionElements/spiffworkflow:serviceTaskOperator", NS)
         name = operator.get("id", "") if operator is not None else ""
         if name not in handlers:
             problems.append(_at(filename, node, f"service {name!r} is not a registered service task handler"
                                 + _hint(name, set(handlers))))
+        elif name in element_ids:
+            # SpiffWorkflow indexes every element by id, operators included: the flows would reach the wrong one.
+            problems.append(_at(filename, node, f"service operator {name!r} has the id of another element of the "
+                                "diagram; rename that element"))
     return problems
 
 

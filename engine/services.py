@@ -20,7 +20,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 HANDLER_MODULES: tuple[str, ...] = ("engine.notices", "engine.witness", "engine.archive", "engine.complaints",
-                                   "engine.bond_refunds", "engine.opening")
+                                   "engine.bond_refunds", "engine.opening",
+                                   "engine.evaluation",
+                                   "engine.procedure")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from engine.bench import run_bench
 
 
 def test_bench_prints_one_json_line_with_every_figure(ctx, fixed_clock, capsys):
-    code = run_bench(ctx, json_output=True, quick=True, rounds=1, timer_count=12)
+    code = run_bench(ctx, json_output=True, quick=True, rounds=1, timer_count=12, openings=3)
     out = capsys.readouterr().out
     assert out.count("\n") == 1, out
     result = json.loads(out.splitlines()[-1])
@@ -24,13 +24,17 @@ def test_bench_prints_one_json_line_with_every_figure(ctx, fixed_clock, capsys):
     assert result["ok"] == (result["ratio_vs_bare_roundtrip"] <= 2.0)
     assert result["sweep_timers"] == result["sweep_fired"] == 12
     assert result["problems"] == []
+    opening = result["opening"]
+    assert opening["bids"] == 3 and opening["target_ratio"] == 1.5
+    assert opening["raw_crypto_s"] > 0 and opening["opening_s"] > 0
+    assert isinstance(opening["ratio"], float) and opening["ratio"] > 0
     assert clock.current() is fixed_clock
 
 
 def test_bench_runs_twice_on_one_database(ctx, capsys):
     """Deploying again is a no-op and the second sweep fires only its own timers."""
     for _ in range(2):
-        assert run_bench(ctx, json_output=True, quick=True, rounds=1, timer_count=3) == 0
+        assert run_bench(ctx, json_output=True, quick=True, rounds=1, timer_count=3, openings=0) == 0
         result = json.loads(capsys.readouterr().out.splitlines()[-1])
         assert result["sweep_fired"] == 3
 

@@ -11,23 +11,39 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
 import bidworld
 import pytest
 from conftest import ROOT, deploy_paths
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 from sqlalchemy import select
 
 import engine.notices  # noqa: F401 - registers the publish_notice service task
 import engine.witness  # noqa: F401 - registers the record_witness service task
-from engine import files, notices, runtime, timers, witness
+from engine import (
+    bond_refunds,
+    clock,
+    draw,
+    experts,
+    files,
+    notices,
+    pki,
+    procedure,
+    runtime,
+    seal,
+    timers,
+    witness,
+)
+from engine import evaluation as ev
 from engine.actors import SYSTEM, Actor, add_user, load_actor
 from engine.deploy import collect, deploy
 from engine.errors import FormValidationError
-from engine.models import InboxTask, Instance, Notice, Project
+from engine.models import InboxTask, Instance, Notice, Project, User
 from engine.orgs import add_organisation
 from engine.progress import progress
 from engine.xmlsafe import NS
@@ -187,15 +203,65 @@ def open_bids(run: Run, bid_ids: list[int], deadline: str, fired: int = 1) -> No
     run.do("confirm_opening", {"opening_record_confirmed": True})
 
 
-COMMITTEE = {"committee_members": [{"name": f"专家{i}", "member_kind": "expert", "speciality": "给排水"}
-                                   for i in range(1, 5)]
-             + [{"name": "招标人代表", "member_kind": "tenderer_representative"}]}
+def add_experts(run: Run, count: int = 6) -> None:
+    """Admit ``count`` trained A01 and ``count`` D01 experts of 临泽 (once per test)."""
+    with run.ctx.sessions.begin() as s:
+        if s.execute(select(User.id).where(User.username == "ct_a0")).first():
+            return
+        for n in range(count):
+            for code in ("A01", "D01"):
+                experts.add_expert(s, SYSTEM, username=f"ct_{code[0].lower()}{n}", display_name=f"专家{code}{n}",
+                                   classes=[code], region_code="zy-linze", employer_name="兰州理工大学",
+                                   trained_on=date(2025, 3, 1))
+
+
+def draw_committee(run: Run, *, confirm: bool = True, excluded: list[int] | None = None) -> int:
+    """Staff of the centre draw the committee (住建's ct_committee plan, the round's bidders avoided, as the draw
+    page does) and every drawn expert confirms; return the draw's id."""
+    add_experts(run)
+    with run.ctx.sessions.begin() as s:
+        plan = draw.committee_plan(s, run.world.project_id)
+        avoid = procedure.opening_bidder_ids(s, run.world.project_id) if excluded is None else excluded
+        chosen = draw.draw_committee(s, run.world.project_id, plan, run.world.actors["stf"],
+                                     excluded_organisation_ids=avoid, evaluation_at=clock.now() + timedelta(days=1),
+                                     nonce="ct-committee-0001")
+        if confirm:
+            for seat in draw.seats_of(s, chosen.id):
+                draw.respond(s, seat.id, SYSTEM, accept=True)
+        return chosen.id
+
+
+COMMITTEE = {"committee_drawn": True}
+
+
+def evaluate(run: Run) -> None:
+    """The centre's staff start the evaluation; every member passes every bid, scores the non-price factors the
+    same (so the price score ranks them) and signs the report with a demo CA certificate."""
+    with run.ctx.sessions.begin() as s:
+        started = ev.start_evaluation(s, run.world.project_id, run.world.actors["stf"])
+        eid, members, bid_ids = started.id, list(started.members), [b["bid_id"] for b in started.bids]
+        criteria = [c["key"] for c in started.parameters["criteria"]]
+        factors = started.parameters["factors"]
+        keys, actors = {}, {}
+        for user in s.execute(select(User).where(User.id.in_(members))).scalars():
+            _, key_path = pki.issue_demo_certificate(s, run.market.demo, user, None)
+            keys[user.id], actors[user.id] = seal.load_private_key(key_path.read_bytes()), load_actor(s, user.username)
+    passed = {str(b): {c: {"passed": True, "reason": ""} for c in criteria} for b in bid_ids}
+    scored = {str(b): {f["key"]: str(Decimal(f["max"]) * Decimal("0.8")) for f in factors} for b in bid_ids}
+    for kind, sheet in (("qualification", passed), ("scoring", scored)):
+        for member in members:
+            with run.ctx.sessions.begin() as s:
+                if ev.get(s, eid).status == kind:
+                    ev.save_sheet(s, eid, actors[member], kind, sheet, submit=True)
+    for member in members:
+        with run.ctx.sessions.begin() as s:
+            digest = bytes.fromhex(ev.report_of(s, ev.get(s, eid)).sha256)
+            ev.sign_report(s, eid, actors[member], keys[member].sign(digest, ec.ECDSA(hashes.SHA256())))
 
 
 def evaluation(world: World) -> dict:
-    return {"evaluation_report": world.pdf,
-            "candidates": [{"rank": i + 1, "bidder_name": name, "bidder_uscc": uscc, "price": price, "score": 90 - i}
-                           for i, (name, uscc, price) in enumerate(BIDDERS)]}
+    """The staff's confirmation that the signed report is there (with the session's record)."""
+    return {"evaluation_signed": True, "evaluation_records": [{"title": "评标现场记录", "file": world.pdf}]}
 
 
 def accept_and_file(run: Run) -> None:
@@ -216,7 +282,9 @@ def to_evaluation(run: Run) -> None:
     """From bidding: documents sale closes, the deadline passes, 3 bids, committee, report on 10-20."""
     assert run.sweep("2026-10-09T17:00:01+08:00") == 1
     open_bids(run, submit_bids(run, 3), "2026-10-20T09:30:01+08:00")
+    draw_committee(run)
     run.do("record_committee", COMMITTEE)
+    evaluate(run)
     run.do("evaluate_bids", evaluation(run.world))
 
 
@@ -245,12 +313,11 @@ CONTRACT = {"contract_price": "7650000.00", "performance_bond": "765000.00"}
 
 def finish(run: Run) -> None:
     """From the refunds to the archive."""
-    run.do("refund_bonds", {"bond_refunds": [{"bidder_name": name, "bidder_uscc": uscc, "amount": "160000.00",
-                                              "interest": "52.60"} for name, uscc, _ in BIDDERS]})
+    run.do("send_bond_refunds", {"refunds_sent": True})
     run.do("witness_archive", {"archive_checklist": {"contract_signed": True, "report_filed": True,
                                                      "bonds_refunded": True},
                                "archive_evidence": evidence(run.world)})
-    run.do("archive_project", {"archive_number": "LZ-2026-0001-DA"})
+    run.do("file_archive", {"archive_number": "LZ-2026-0001-DA"})
 
 
 def test_the_procedure_runs_from_acceptance_to_archive(ctx, fixed_clock, world):
@@ -281,17 +348,25 @@ def test_the_procedure_runs_from_acceptance_to_archive(ctx, fixed_clock, world):
     run.do("sign_contract", {**CONTRACT, "contract_document": world.pdf})
     run.at("2026-11-03T10:00:00+08:00")
     run.do("report_to_department", {"tender_report": world.pdf})
-    assert run.open()["refund_bonds"].due_at == datetime.fromisoformat("2026-11-10T00:00:00+08:00")  # 条例 §57
+    assert run.open()["send_bond_refunds"].due_at == datetime.fromisoformat("2026-11-10T00:00:00+08:00")  # 条例 §57
+    # compute_bond_refunds wrote one instruction per bond (160000.00 paid 10-19, made 11-03: 15 days at 0.35%/360)
+    computed = run.data()["refund_instructions"]
+    assert (len(computed["instructions"]), computed["principal"], computed["interest"]) == (3, "480000.00", "69.99")
+    assert computed["due_at"] == "2026-11-10T00:00:00+08:00"  # the same limit as the task's
+    with ctx.sessions() as s:
+        rows = bond_refunds.refunds_of(s, world.project_id)
+        assert [(r.principal, r.interest, r.reason) for r in rows] == [(Decimal("160000.00"), Decimal("23.33"),
+                                                                        "contract")] * 3
     finish(run)
     row = run.instance()
     assert (row.status, row.next_timer_at) == ("completed", None)
     assert run.roles == {
         "accept_project": "staff", "review_filing": "regulator", "witness_acceptance": "staff",
         "prepare_tender": "tenderer", "confirm_opening": "staff", "record_committee": "staff",
-        "evaluate_bids": "expert",
+        "evaluate_bids": "staff",
         "prepare_publicity": "tenderer", "confirm_award": "tenderer", "witness_organisation": "staff",
-        "sign_contract": "tenderer", "report_to_department": "tenderer", "refund_bonds": "staff",
-        "witness_archive": "staff", "archive_project": "staff"}
+        "sign_contract": "tenderer", "report_to_department": "tenderer", "send_bond_refunds": "staff",
+        "witness_archive": "staff", "file_archive": "staff"}
     assert all(notices.verify(n) for n in run.notices())
     with ctx.sessions() as s:
         trail = witness.records(s, project_id=world.project_id)
@@ -435,7 +510,7 @@ def test_late_contract_and_report_escalate_to_the_regulator_while_the_procedure_
     assert run.roles["handle_contract_overdue"] == "regulator"
     run.at("2026-11-30T10:00:00+08:00")
     run.do("sign_contract", {**CONTRACT, "contract_document": world.pdf})
-    assert set(run.open()) == {"refund_bonds", "handle_report_overdue"}
+    assert set(run.open()) == {"send_bond_refunds", "handle_report_overdue"}
     finish(run)
     assert run.instance().status == "running"  # the report escalation is still open
     run.do("handle_report_overdue", {"overdue_action": "warn", "overdue_opinion": "约谈招标人。"})
@@ -563,7 +638,7 @@ def test_the_diagram_names_an_article_for_every_timer_and_rule_and_draws_every_e
     article = re.compile(r"第[一二三四五六七八九十百]+条")
     timers_and_rules = [e.getparent().get("id") for e in root.iterfind(".//bpmn:timerEventDefinition", NS)]
     timers_and_rules += [e.get("id") for e in root.iterfind(".//bpmn:businessRuleTask", NS)]
-    timers_and_rules += ["check_compliance", "apply_clarification", "enough_bids", "refund_bonds"]
+    timers_and_rules += ["check_compliance", "apply_clarification", "enough_bids", "send_bond_refunds"]
     assert len(timers_and_rules) == 17
     for element in timers_and_rules:
         assert any(article.search(text) for text in annotated.get(element, [])), element

@@ -15,7 +15,21 @@ import pytest
 from conftest import FIXTURES
 from sqlalchemy import select, text
 
-from engine import bids, catalog, clock, notices, projects, runtime, timers, witness
+from engine import (
+    bids,
+    bond_refunds,
+    bonds,
+    catalog,
+    clock,
+    demo_bids,
+    draw,
+    notices,
+    procedure,
+    projects,
+    runtime,
+    timers,
+    witness,
+)
 from engine import models as m
 from engine.actors import check_password, load_actor
 from engine.config import Config
@@ -88,7 +102,12 @@ def test_the_full_scenario_seeds_projects_at_distinct_stages_and_every_state_the
     before = clock.current()
     seeded = seed(ctx)
     assert clock.current() is before and clock.now() == before.now()  # the clock is installed back
-    assert [login.username for login in seeded.logins] == [u[0] for u in DEMO_USERS]
+    # every demo user, then each bidder company's user (who seals and decrypts its bids), all with the password
+    assert [login.username for login in seeded.logins] == [u[0] for u in DEMO_USERS] + [
+        "bidder-longyuan", "bidder-hexi", "bidder-qilian", "bidder-heihe", "bidder-silu"]
+    assert {tuple(login.roles) for login in seeded.logins[len(DEMO_USERS):]} == {("bidder",)}
+    assert seeded.logins[-1].display_name == BIDDERS[4].name + "投标员"
+    assert {login.password for login in seeded.logins} == {"demo-pass-1"}
     expected = json.loads(SCENARIO_FILE.read_text(encoding="utf-8"))
     assert [{"code": p.code, "name": p.name, "stage": p.stage, "centre": p.centre_code, "estimate": str(p.estimate)}
             for p in seeded.projects] == expected
@@ -99,6 +118,10 @@ def test_the_full_scenario_seeds_projects_at_distinct_stages_and_every_state_the
         statuses = Counter(s.execute(select(m.Instance.status)).scalars())
         admin = s.execute(select(m.User).where(m.User.username == "admin")).scalar_one()
         assert check_password(admin.password_hash, "demo-pass-1")
+        bidder = s.execute(select(m.User).where(m.User.username == "bidder-silu")).scalar_one()
+        assert check_password(bidder.password_hash, "demo-pass-1")
+        partner = s.execute(select(bonds.BankPartner).where(bonds.BankPartner.code == demo_bids.BANK_CODE)).scalar_one()
+        assert partner.base_url == "http://127.0.0.1:8765"  # where `ggzy bonds banksim` listens
         # 发改 owns the catalog, 住建 the compliance tables; the rest was deployed by the system
         decisions = s.execute(select(m.DefinitionVersion).where(m.DefinitionVersion.kind == "decision")).scalars()
         owners = {v.key: (s.get(m.Organisation, v.department_id).code if v.department_id else None, v.deployed_by)
@@ -131,6 +154,22 @@ def test_the_full_scenario_seeds_projects_at_distinct_stages_and_every_state_the
             else:
                 assert kinds == want_kinds, summary
             assert project.registered_by == spec.registrant
+            data = progress(runtime.load(s, instance.id)).data
+            if STAGES.index(spec.stage) > STAGES.index("opened"):  # a real draw, every drawn expert confirmed
+                committee = data["committee"]
+                seats = draw.seats_of(s, committee["draw_id"])
+                assert committee["ready"] and {x.status for x in seats} == {"confirmed"}
+                assert {x.expert_id for x in seats} == {x["expert_id"] for x in committee["members"]}
+                assert set(committee["excluded_organisation_ids"]) == set(
+                    procedure.opening_bidder_ids(s, project.id))
+            else:
+                assert "committee" not in data
+            refunds = bond_refunds.refunds_of(s, project.id)
+            if spec.stage == "archived":  # computed by the diagram, one per bond, sent from the bonds page
+                assert len(refunds) == len(spec.bids) and {r.status for r in refunds} == {"pending"}
+                assert data["refund_instructions"]["instructions"] == [r.instruction_id for r in refunds]
+            else:
+                assert refunds == []
     # 8 projects (one archived), and the document_review instances: running 3, completed 1, suspended 1
     assert statuses == Counter({"running": 10, "completed": 2, "suspended": 1})
     assert timers.sweep(ctx.sessions, clock.now()).fired == 0
@@ -180,8 +219,11 @@ def test_until_leaves_one_project_at_the_stage(ctx, stage):
         assert all(by == "staff" for element, by in done.items() if element.startswith(("accept", "witness")))
         if "review_filing" in done:
             assert done["review_filing"] == "regulator"
-        if "evaluate_bids" in done:
-            assert done["evaluate_bids"] == "system"  # the expert lane: nobody can be assigned yet
+        if "evaluate_bids" in done:  # staff organise the evaluation; the committee's signed report gives candidates
+            assert done["evaluate_bids"] == "staff"
+            data = progress(runtime.load(s, instance.id)).data
+            assert data["evaluation_state"] == {"ready": True, "problem": None}
+            assert [c["rank"] for c in data["candidates"]] == [1, 2, 3]
         assert len(witness.records(s, project_id=project.id)) == WITNESSED.get(stage, 1)
         registered = project.registered_at.astimezone(clock.SHANGHAI)
         last = s.execute(select(m.AuditEvent.at).where(m.AuditEvent.project_id == project.id)
@@ -216,7 +258,20 @@ def test_the_command_prints_logins_and_projects(ctx, monkeypatch, tmp_path, caps
     out = capsys.readouterr().out
     assert "fgw" in out and "demo-pass-2" in out
     assert "ZY-2026-0001   accepted" in out and MAIN.name in out
+    assert "bidder-longyuan" in out and "bidder-silu" in out
     with pytest.raises(SystemExit):
         main(["demo", "--no-serve", "--until", "signed"])
     assert "invalid choice" in capsys.readouterr().err
     assert set(STAGES) == set(EXPECTED)
+
+
+def test_the_demo_bank_url_is_configurable(ctx, monkeypatch):
+    monkeypatch.setenv("GGZY_DEMO_BANK_URL", "http://127.0.0.1:18765/")
+    seeded = seed(ctx, until="registered")
+    assert "bidder-hexi" in {login.username for login in seeded.logins}
+    with ctx.sessions() as s:
+        partner = s.execute(select(bonds.BankPartner).where(bonds.BankPartner.code == demo_bids.BANK_CODE)).scalar_one()
+    assert partner.base_url == "http://127.0.0.1:18765"
+    assert demo_bids.bank_url({}) == demo_bids.bank_url({"GGZY_DEMO_BANK_URL": " "}) == "http://127.0.0.1:8765"
+    assert demo_bids.bank_url({"GGZY_DEMO_BANK_URL": "https://bank.example.cn/ggzy/"}) == \
+        "https://bank.example.cn/ggzy"

@@ -81,3 +81,14 @@ def test_service_parameters_are_linted(ctx):
     bad = PROCESS.replace("OPERATOR", "test_double").replace("Decimal(amount) * 2", "open('/etc/passwd')")
     with pytest.raises(DeploymentError, match="open"):
         deploy_texts(ctx, {"svc.bpmn": bad})
+
+
+def test_an_element_with_the_id_of_a_service_operator_is_refused_at_deploy(ctx):
+    """SpiffWorkflow indexes operators by id too: a user task named like the operator would take its flows."""
+    clash = PROCESS.replace("OPERATOR", "test_double").replace('id="done"', 'id="test_double"').replace(
+        ">done<", ">test_double<").replace('targetRef="done"', 'targetRef="test_double"').replace(
+        'sourceRef="done"', 'sourceRef="test_double"')
+    with pytest.raises(DeploymentError, match="svc.bpmn:[0-9]+: element call: service operator 'test_double' has the "
+                                              "id of another element"):
+        deploy_texts(ctx, {"svc.bpmn": clash})
+    deploy_texts(ctx, {"svc.bpmn": PROCESS.replace("OPERATOR", "test_double")})  # the same diagram without the clash

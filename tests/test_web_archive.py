@@ -47,11 +47,12 @@ def test_staff_build_and_download_a_verifiable_archive(app, ctx, project, tmp_pa
     page = staff.get(f"/projects/{project}/archive")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert "电子档案" in html and "尚未生成电子档案" in html and "ggzy archive verify" in html
+    assert "电子档案" in html and "ggzy archive verify" in html
+    assert "尚未生成电子档案" not in html  # the finished procedure sealed the manifest (service task seal_archive)
     assert re.search(r'id="platform-key">[0-9a-f]{64}<', html)
     assert staff.post(f"/projects/{project}/archive").status_code == 400  # no CSRF token
     with ctx.sessions() as s:
-        assert s.execute(select(archive.ArchiveBuild)).first() is None
+        assert [b.kind for b in s.execute(select(archive.ArchiveBuild)).scalars()] == ["seal"]
     token = csrf_of(staff, f"/projects/{project}/archive")
     response = staff.post(f"/projects/{project}/archive", data={"csrf_token": token})
     assert response.status_code == 303
@@ -63,7 +64,7 @@ def test_staff_build_and_download_a_verifiable_archive(app, ctx, project, tmp_pa
     download.close()
     assert verify_archive(tmp_path / "a.zip").ok
     html = staff.get(f"/projects/{project}/archive").get_data(as_text=True)
-    assert html.count("data-build=") == 1 and "尚未生成电子档案" not in html
+    assert html.count("data-build=") == 2  # the seal and this zip and "尚未生成电子档案" not in html
     again = client_of(app, "reg").get(response.headers["Location"])
     assert again.data == download.data
     again.close()
@@ -82,7 +83,8 @@ def test_others_are_refused(app, ctx, project):
             token = csrf_of(other, "/projects")
             assert other.post(f"/projects/{project}/archive", data={"csrf_token": token}).status_code == 403
     with ctx.sessions() as s:
-        assert [b.built_by for b in s.execute(select(archive.ArchiveBuild)).scalars()] == ["stf"]
+        assert [(b.kind, b.built_by) for b in s.execute(select(archive.ArchiveBuild).order_by(archive.ArchiveBuild.id))
+                .scalars()] == [("seal", "stf"), ("zip", "stf")]
     assert staff.get(f"/projects/{project}/archive/999.zip").status_code == 404
 
 
@@ -109,6 +111,6 @@ def test_in_the_browser(page, ctx, project, tmp_path):
     assert info.value.suggested_filename.startswith("LZ-2026-0001-archive-")
     assert verify_archive(target).ok
     page.goto(f"{page.base_url}/projects/{project}/archive")
-    assert page.locator("#archive-builds tbody tr[data-build]").count() == 1
+    assert page.locator("#archive-builds tbody tr[data-build]").count() == 2  # the seal and this zip
     shot(page, "archive")
     assert page.js_errors == []

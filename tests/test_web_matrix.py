@@ -136,6 +136,14 @@ EXPECTED: dict[str, frozenset[str]] = {
     "bids.objection": frozenset(["bidder"]),
     "bids.opening": frozenset(["bidder", "staff", "regulator", "tenderer", "agency", "auditor", "admin"]),
     "bids.platform_key": frozenset([PUBLIC]),
+    # evaluation
+    "evaluation.index": frozenset(["expert", "staff", "auditor"]),
+    "evaluation.start": frozenset(["staff"]),
+    "evaluation.evaluate": frozenset(["expert"]),
+    "evaluation.save": frozenset(["expert"]),
+    "evaluation.report": frozenset(["expert", "auditor"]),
+    "evaluation.sign": frozenset(["expert"]),
+    "evaluation.progress": frozenset(["expert", "staff", "auditor"]),
 }
 SAMPLE = {"int": "1", "string": "x", "default": "x", "path": "x"}
 

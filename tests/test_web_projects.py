@@ -205,3 +205,24 @@ def test_project_pages_in_english(app, world):
     page = tenderer.get(f"/projects/{project.id}").get_data(as_text=True)
     assert "Acceptance" in page and "Organisation" in page and "Witness" in page
     assert "Catalog decision" in page
+
+
+def _related(page: str) -> dict[str, str]:
+    nav = re.search(r'<nav class="project-related"[^>]*>(.*?)</nav>', page, re.S)
+    return dict(re.findall(r'<a href="([^"]+)">([^<]+)</a>', nav.group(1))) if nav else {}
+
+
+def test_the_project_page_links_the_areas_each_viewer_may_open(app, world):
+    """Related pages are linked by their own access declarations: staff see the archive, the tenderer does not."""
+    project = register(world)
+    staff = _related(client_as(app, "staff_linze").get(f"/projects/{project.id}").get_data(as_text=True))
+    assert staff[f"/projects/{project.id}/archive"] == "电子档案"
+    assert staff[f"/projects/{project.id}/bonds"] == "投标保证金"
+    assert staff[f"/opening/{project.id}"] == "开标"
+    tenderer = _related(client_as(app, "ten").get(f"/projects/{project.id}").get_data(as_text=True))
+    assert f"/projects/{project.id}/archive" not in tenderer
+    assert "/evaluation" not in tenderer
+    auditor = _related(client_as(app, "auditor").get(f"/projects/{project.id}").get_data(as_text=True))
+    assert auditor[f"/projects/{project.id}/archive"] == "电子档案" and auditor["/evaluation"] == "评标"
+    for href in staff:  # every link the staff member is shown opens for them
+        assert client_as(app, "staff_linze").get(href).status_code == 200, href

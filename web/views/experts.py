@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from engine import clock, draw, experts
+from engine import clock, draw, experts, procedure
 from engine.errors import EngineError, NotFound, PermissionDenied
 from engine.models import Organisation, Project
 from web import db
@@ -217,9 +217,11 @@ def draw_new():
         try:
             project_id = int(form.get("project_id") or 0)
             plan = draw.committee_plan(s, project_id)
+            # The round's bidders are always avoided (条例 §46), whatever was ticked.
+            excluded = {int(i) for i in form.getlist("excluded") if i.isdigit()}
+            excluded |= set(procedure.opening_bidder_ids(s, project_id))
             made = draw.prepare_draw(
-                s, project_id, plan, actor, excluded_organisation_ids=[int(i) for i in form.getlist("excluded")
-                                                                        if i.isdigit()],
+                s, project_id, plan, actor, excluded_organisation_ids=sorted(excluded),
                 evaluation_at=_instant(form.get("evaluation_at", ""), "evaluation_at"),
                 nonce=form.get("nonce", ""), remote=form.get("remote") == "on")
         except EngineError as err:

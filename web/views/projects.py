@@ -173,7 +173,7 @@ RELATED = (
     (_l("开标"), "bids.opening", lambda p: {"project_id": p.id}),
     (_l("投标保证金"), "bonds.project", lambda p: {"project_id": p.id}),
     (_l("专家抽取"), "experts.draws", lambda p: {}),
-    (_l("评标"), "evaluation.project", lambda p: {"project_id": p.id}),
+    (_l("评标"), "evaluation.index", lambda p: {}),
     (_l("投诉"), "complaints.index", lambda p: {"project": p.id}),
     (_l("电子档案"), "archive.index", lambda p: {"project_id": p.id}),
 )

@@ -1,0 +1,641 @@
+"""Remote evaluation (远程异地评标, R7): qualification review, independent scoring, the signed committee report.
+
+Staff of the project's centre start the evaluation once the committee is confirmed and the
+opening recorded (``start_evaluation``): the committee's names are unsealed
+(``draw.reveal_committee``) and the method the tender documents declared (经评审的最低投标价法
+``lowest_price`` or 综合评估法 ``comprehensive`` with its weighted factors) is frozen with the
+price-formula parameters of 住建's decision ``ct_price_score`` and the decrypted bids of the
+opening record.
+
+1. Qualification (初步评审, 条例 §51): every member judges every bid on every criterion, pass or
+   fail with a reason. A bid passes a criterion when more than half the members pass it.
+2. Scoring (综合评估法 only): every member scores every qualified bid on the non-price factors,
+   each within its weight; the price score is computed (``price_scores``), never typed.
+3. Report (条例 §53): at most three ranked candidates, canonical JSON with its sha256, signed by
+   every member with their certificate over the 32 digest bytes (ECDSA-SHA256, DER). Complete,
+   and immutable, when every member has signed.
+
+Independence (法 §38): a member sees only their own sheets until every member has submitted
+that phase; staff see who submitted, never scores; audit events carry a sheet's sha256, not its
+content, because the project trail is shown to staff.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, event, inspect, select
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column
+
+from engine import audit, bids, clock, draw, market, pki, runtime
+from engine.actors import Actor
+from engine.db import Base, UTCDateTime
+from engine.errors import EngineError, InvalidState, NotFound, PermissionDenied
+from engine.evaluation_method import CENT, MAX_CANDIDATES, METHODS, formula_of, method_parameters, price_scores, rank
+from engine.models import Notice, Project, User
+from engine.services import ServiceCall, service
+
+PHASES = ("qualification", "scoring")
+
+
+class Evaluation(Base):
+    """One round's evaluation: the frozen method, bids and committee, and its phase."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (UniqueConstraint("project_id", "tender_round"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    tender_round: Mapped[int] = mapped_column(Integer)
+    draw_id: Mapped[int] = mapped_column(ForeignKey("draws.id"))
+    opening_record_id: Mapped[int] = mapped_column(ForeignKey("opening_records.id"))
+    method: Mapped[str] = mapped_column(String(16))
+    parameters: Mapped[dict] = mapped_column(JSON)
+    bids: Mapped[list] = mapped_column(JSON)
+    members: Mapped[list] = mapped_column(JSON)
+    qualified: Mapped[list | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    started_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EvaluationSheet(Base):
+    """One member's sheet of one phase: qualification judgements or scores; fixed once submitted."""
+
+    __tablename__ = "evaluation_sheets"
+    __table_args__ = (UniqueConstraint("evaluation_id", "expert_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id"), index=True)
+    expert_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    entries: Mapped[dict] = mapped_column(JSON)
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EvaluationReport(Base):
+    """The committee's report (评标报告): canonical JSON and its sha256, written once."""
+
+    __tablename__ = "evaluation_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id"), unique=True)
+    content: Mapped[dict] = mapped_column(JSON)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReportSignature(Base):
+    """A member's signature of the report with their certificate, and any dissent (条例 §53)."""
+
+    __tablename__ = "evaluation_signatures"
+    __table_args__ = (UniqueConstraint("report_id", "expert_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("evaluation_reports.id"), index=True)
+    expert_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id"))
+    signature: Mapped[str] = mapped_column(Text)
+    dissent: Mapped[str | None] = mapped_column(Text)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReportImmutable(InvalidState):
+    """A submitted sheet, a written report or a signature cannot be changed or removed."""
+
+
+# -- the tender terms -------------------------------------------------------------------------------------
+
+
+def tender_terms(session: Session, project: Project) -> dict[str, Any]:
+    """Return the method, weights and round the tender documents declared (the procedure's latest data)."""
+    if project.instance_id is None:
+        raise InvalidState(f"project {project.code} has no procedure instance", project=project.id)
+    tasks = [t for t in runtime.load(session, project.instance_id).workflow.get_tasks()
+             if "evaluation_method" in t.data]
+    if not tasks:
+        raise InvalidState(f"项目 {project.code} 的招标文件尚未载明评标方法", project=project.id)
+    data = max(tasks, key=lambda t: t.last_state_change).data
+    return {"method": data["evaluation_method"], "weights": list(data.get("evaluation_weights") or []),
+            "tender_round": int(data.get("tender_round") or 1)}
+
+
+# -- start ----------------------------------------------------------------------------------------------------
+
+
+def _project(session: Session, project_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound(f"没有交易项目 {project_id}", project=project_id)
+    return project
+
+
+def _committee(session: Session, project: Project, actor: Actor) -> draw.Draw:
+    row = session.execute(select(draw.Draw).where(draw.Draw.project_id == project.id,
+                                                  draw.Draw.status.in_(("drawn", "revealed")))
+                          .order_by(draw.Draw.id.desc()).limit(1)).scalar_one_or_none()
+    if row is None:
+        raise InvalidState(f"项目 {project.code} 尚未抽取评标委员会 (no committee drawn)", project=project.id)
+    if row.status == "drawn":
+        draw.reveal_committee(session, row.id, actor)
+    return row
+
+
+def _opened_bids(session: Session, project: Project, tender_round: int) -> tuple[bids.OpeningRecord, list[dict]]:
+    opening = session.execute(select(bids.Opening).where(bids.Opening.project_id == project.id,
+                                                         bids.Opening.tender_round == tender_round)
+                              ).scalar_one_or_none()
+    record = opening and session.execute(select(bids.OpeningRecord).where(
+        bids.OpeningRecord.opening_id == opening.id)).scalar_one_or_none()
+    if record is None:
+        raise InvalidState(f"项目 {project.code} 第 {tender_round} 次招标尚无开标记录 (no opening record)",
+                           project=project.id)
+    rows = []
+    for row in record.content["bids"]:
+        bid = session.get(bids.Bid, row["bid_id"])
+        if row["decryption"] == "decrypted" and bid is not None and bid.status == "decrypted":
+            rows.append({"bid_id": bid.id, "organisation_id": bid.organisation_id, "bidder_name": row["bidder_name"],
+                         "bidder_uscc": row["bidder_uscc"], "price": row["price"],
+                         "submitted_at": row["submitted_at"], "document_sha256": row["document_sha256"]})
+    if not rows:
+        raise InvalidState(f"项目 {project.code} 没有已解密的投标文件可评审", project=project.id)
+    return record, rows
+
+
+def start_evaluation(session: Session, project_id: int, actor: Actor) -> Evaluation:
+    """Start the evaluation (staff of the centre): unseal the committee, freeze method, bids and members."""
+    project = _project(session, project_id)
+    draw.check_drawing_staff(actor, project)
+    terms = tender_terms(session, project)
+    if session.execute(select(Evaluation.id).where(Evaluation.project_id == project.id,
+                                                   Evaluation.tender_round == terms["tender_round"])).first():
+        raise InvalidState(f"项目 {project.code} 第 {terms['tender_round']} 次招标的评标已经开始", project=project.id)
+    record, rows = _opened_bids(session, project, terms["tender_round"])
+    parameters = method_parameters(terms["method"], terms["weights"], formula_of(session, project))
+    committee = _committee(session, project, actor)
+    members = sorted(s.expert_id for s in draw.seats_of(session, committee.id) if s.status == "confirmed")
+    seats = draw.Plan.from_dict(committee.plan).experts
+    if len(members) != seats:
+        raise InvalidState(f"评标委员会应有 {seats} 名专家确认参加，实有 {len(members)} 名 "
+                           "(the committee is incomplete)", project=project.id)
+    evaluation = Evaluation(project_id=project.id, tender_round=terms["tender_round"], draw_id=committee.id,
+                            opening_record_id=record.id, method=terms["method"], parameters=parameters, bids=rows,
+                            members=members, qualified=None, status="qualification", started_by=actor.username,
+                            started_at=clock.now())
+    session.add(evaluation)
+    session.flush()
+    audit.append(session, actor=actor.username, action="evaluation.start", project_id=project.id, payload={
+        "evaluation_id": evaluation.id, "method": evaluation.method, "parameters": parameters, "members": members,
+        "bids": [r["bid_id"] for r in rows], "opening_record_sha256": record.sha256})
+    return evaluation
+
+
+# -- access ---------------------------------------------------------------------------------------------------
+
+
+def get(session: Session, evaluation_id: int, *, lock: bool = False) -> Evaluation:
+    """Return an evaluation or refuse."""
+    evaluation = session.get(Evaluation, evaluation_id, with_for_update=lock or None)
+    if evaluation is None:
+        raise NotFound(f"没有评标 {evaluation_id}", evaluation=evaluation_id)
+    return evaluation
+
+
+def of_project(session: Session, project_id: int) -> Evaluation | None:
+    """Return a project's latest evaluation, if any."""
+    return session.execute(select(Evaluation).where(Evaluation.project_id == project_id)
+                           .order_by(Evaluation.tender_round.desc()).limit(1)).scalar_one_or_none()
+
+
+def is_member(evaluation: Evaluation, actor: Actor) -> bool:
+    """Tell whether the actor sits on the evaluation's committee."""
+    return actor.user_id is not None and actor.has_role("expert") and actor.user_id in evaluation.members
+
+
+def is_centre_staff(session: Session, evaluation: Evaluation, actor: Actor) -> bool:
+    """Tell whether the actor is staff of the project's centre (sees progress, never scores)."""
+    project = _project(session, evaluation.project_id)
+    return actor.has_role("staff") and actor.organisation_id is not None and actor.organisation_id == project.centre_id
+
+
+def check_member(evaluation: Evaluation, actor: Actor) -> None:
+    """Refuse unless the actor is a member of the committee."""
+    if not is_member(evaluation, actor):
+        raise PermissionDenied(f"{actor.username} 不是本项目评标委员会成员 (not on the committee)",
+                               evaluation=evaluation.id)
+
+
+def check_progress_reader(session: Session, evaluation: Evaluation, actor: Actor) -> None:
+    """Refuse unless the actor may follow the evaluation's progress: members, centre staff, auditors."""
+    if not (is_member(evaluation, actor) or is_centre_staff(session, evaluation, actor)
+            or actor.has_role("auditor") or actor.username == "system"):
+        raise PermissionDenied(f"{actor.username} may not follow evaluation {evaluation.id}")
+
+
+def may_read_all(evaluation: Evaluation, actor: Actor) -> bool:
+    """Tell whether the actor sees every sheet: the members once all submitted, auditors after the report."""
+    if actor.has_role("auditor") or actor.username == "system":
+        return evaluation.status == "complete"
+    return is_member(evaluation, actor) and evaluation.status in ("signing", "complete")
+
+
+def list_evaluations(session: Session, actor: Actor) -> list[tuple[Evaluation, Project]]:
+    """Return the evaluations the actor takes part in or follows: members, centre staff, auditors; newest first."""
+    rows = session.execute(select(Evaluation, Project).join(Project, Project.id == Evaluation.project_id)
+                           .order_by(Evaluation.id.desc()).limit(500)).all()
+    return [(e, p) for e, p in rows if actor.has_role("auditor") or actor.username == "system" or is_member(e, actor)
+            or (actor.has_role("staff") and actor.organisation_id is not None and p.centre_id == actor.organisation_id)]
+
+
+def startable(session: Session, actor: Actor) -> list[Project]:
+    """Return the projects of the staff member's centre with a drawn committee and no evaluation of their round."""
+    if not actor.has_role("staff") or actor.organisation_id is None:
+        return []
+    started = select(Evaluation.project_id)
+    drawn = select(draw.Draw.project_id).where(draw.Draw.status.in_(("drawn", "revealed")))
+    return list(session.execute(select(Project).where(Project.centre_id == actor.organisation_id,
+                                                      Project.id.in_(drawn), Project.id.not_in(started))
+                                .order_by(Project.id.desc()).limit(100)).scalars())
+
+
+def bid_records(session: Session, evaluation: Evaluation, actor: Actor) -> list[dict[str, Any]]:
+    """Return the bids with each company's records (licences, project managers, sanctions) to the members."""
+    check_member(evaluation, actor)
+    at = evaluation.started_at
+    return [{**row, "company": market.company_summary(session, row["organisation_id"], at)}
+            for row in evaluation.bids]
+
+
+# -- sheets ---------------------------------------------------------------------------------------------------
+
+
+def _sheet(session: Session, evaluation: Evaluation, expert_id: int, kind: str) -> EvaluationSheet | None:
+    """Return one member's sheet of one phase, if saved."""
+    return session.execute(select(EvaluationSheet).where(
+        EvaluationSheet.evaluation_id == evaluation.id, EvaluationSheet.expert_id == expert_id,
+        EvaluationSheet.kind == kind)).scalar_one_or_none()
+
+
+def my_sheet(session: Session, evaluation_id: int, actor: Actor, kind: str) -> EvaluationSheet | None:
+    """Return the actor's own sheet of a phase (members only)."""
+    evaluation = get(session, evaluation_id)
+    check_member(evaluation, actor)
+    return _sheet(session, evaluation, actor.user_id, kind)
+
+
+def _sheets(session: Session, evaluation: Evaluation, kind: str) -> dict[int, EvaluationSheet]:
+    rows = session.execute(select(EvaluationSheet).where(EvaluationSheet.evaluation_id == evaluation.id,
+                                                         EvaluationSheet.kind == kind)).scalars()
+    return {row.expert_id: row for row in rows}
+
+
+def _qualification_entries(evaluation: Evaluation, entries: dict[Any, Any], submit: bool) -> dict[str, Any]:
+    criteria = [c["key"] for c in evaluation.parameters["criteria"]]
+    bid_ids = {str(b["bid_id"]) for b in evaluation.bids}
+    unknown = sorted(set(map(str, entries)) - bid_ids)
+    if unknown:
+        raise EngineError(f"bid(s) {', '.join(unknown)} are not in this evaluation", field="entries")
+    clean: dict[str, Any] = {}
+    missing: list[tuple[str, str]] = []
+    for bid_id in sorted(bid_ids, key=int):
+        given = entries.get(bid_id, entries.get(int(bid_id))) or {}
+        row = {}
+        for key in criteria:
+            item = given.get(key) if isinstance(given, dict) else None
+            if not isinstance(item, dict) or item.get("passed") is None:
+                missing.append((bid_id, key))
+                continue
+            reason = str(item.get("reason") or "").strip()[:1000]
+            if not item["passed"] and not reason:
+                raise EngineError(f"投标 {bid_id} 的审查项 {key} 不合格，须说明理由 (a fail needs a reason)",
+                                  field=f"{bid_id}.{key}")
+            row[key] = {"passed": bool(item["passed"]), "reason": reason}
+        clean[bid_id] = row
+    if submit and missing:
+        raise EngineError(f"投标 {missing[0][0]} 的审查项 {missing[0][1]} 尚未评审 (every criterion of every bid is "
+                          "judged before submitting)", field=".".join(missing[0]))
+    return clean
+
+
+def _score(value: Any, maximum: Decimal, where: str) -> str:
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise EngineError(f"{where}: {value!r} 不是分数 (not a number)", field=where) from None
+    if not number.is_finite() or number < 0 or number > maximum or number != number.quantize(CENT):
+        raise EngineError(f"{where}: 评分应在 0 至 {maximum} 之间，最多两位小数 (not {value})", field=where)
+    return str(number)
+
+
+def _score_entries(evaluation: Evaluation, entries: dict[Any, Any], submit: bool) -> dict[str, Any]:
+    factors = evaluation.parameters["factors"]
+    qualified = {str(b) for b in evaluation.qualified or []}
+    unknown = sorted(set(map(str, entries)) - qualified)
+    if unknown:
+        raise EngineError(f"bid(s) {', '.join(unknown)} did not pass the qualification review", field="entries")
+    clean: dict[str, Any] = {}
+    missing = []
+    for bid_id in sorted(qualified, key=int):
+        given = entries.get(bid_id, entries.get(int(bid_id))) or {}
+        row = {}
+        for factor in factors:
+            value = given.get(factor["key"]) if isinstance(given, dict) else None
+            if value is None or str(value).strip() == "":
+                missing.append((bid_id, factor))
+                continue
+            row[factor["key"]] = _score(value, Decimal(factor["max"]), f"{bid_id}.{factor['key']}")
+        clean[bid_id] = row
+    if submit and missing:
+        bid_id, factor = missing[0]
+        raise EngineError(f"投标 {bid_id} 的评分项「{factor['factor']}」尚未评分 (every factor of every qualified bid "
+                          "is scored before submitting)", field=f"{bid_id}.{factor['key']}")
+    return clean
+
+
+def save_sheet(session: Session, evaluation_id: int, actor: Actor, kind: str, entries: dict[Any, Any], *,
+               submit: bool = False) -> EvaluationSheet:
+    """Save (and optionally submit) the actor's sheet of the current phase; the last submission moves on."""
+    evaluation = get(session, evaluation_id, lock=True)
+    check_member(evaluation, actor)
+    if kind not in PHASES or evaluation.status != kind:
+        raise InvalidState(f"评标当前阶段为 {evaluation.status}，不能保存 {kind} (the evaluation is not in this phase)",
+                           evaluation=evaluation.id)
+    row = _sheet(session, evaluation, actor.user_id, kind)
+    if row is not None and row.submitted_at is not None:
+        raise InvalidState(f"{actor.username} 已提交{('资格审查' if kind == 'qualification' else '评分')}，不能修改",
+                           evaluation=evaluation.id)
+    clean = (_qualification_entries if kind == "qualification" else _score_entries)(evaluation, entries, submit)
+    at = clock.now()
+    if row is None:
+        row = EvaluationSheet(evaluation_id=evaluation.id, expert_id=actor.user_id, kind=kind, entries=clean,
+                              saved_at=at)
+        session.add(row)
+    row.entries, row.saved_at, row.submitted_at = clean, at, at if submit else None
+    session.flush()
+    audit.append(session, actor=actor.username, action=f"evaluation.{kind}." + ("submit" if submit else "save"),
+                 project_id=evaluation.project_id, payload={
+                     "evaluation_id": evaluation.id, "sheet_id": row.id,
+                     "entries_sha256": hashlib.sha256(audit.canonical_json(clean).encode()).hexdigest()})
+    if submit and set(_submitted(session, evaluation, kind)) == set(evaluation.members):
+        _advance(session, evaluation, actor)
+    return row
+
+
+def _submitted(session: Session, evaluation: Evaluation, kind: str) -> list[int]:
+    return [e for e, row in _sheets(session, evaluation, kind).items() if row.submitted_at is not None]
+
+
+def _advance(session: Session, evaluation: Evaluation, actor: Actor) -> None:
+    if evaluation.status == "qualification":
+        outcome = _qualification_result(session, evaluation)
+        evaluation.qualified = [b["bid_id"] for b in evaluation.bids if outcome[b["bid_id"]]["passed"]]
+        if evaluation.method == "comprehensive" and evaluation.qualified:
+            evaluation.status = "scoring"
+            audit.append(session, actor=actor.username, action="evaluation.scoring", project_id=evaluation.project_id,
+                         payload={"evaluation_id": evaluation.id, "qualified": evaluation.qualified})
+            return
+    write_report(session, evaluation, actor)
+
+
+def _qualification_result(session: Session, evaluation: Evaluation) -> dict[int, dict[str, Any]]:
+    """Return each bid's outcome: passed when a majority passes every criterion; the failures with reasons."""
+    sheets = [s for s in _sheets(session, evaluation, "qualification").values() if s.submitted_at is not None]
+    out = {}
+    for row in evaluation.bids:
+        key, failures, passed = str(row["bid_id"]), [], True
+        for criterion in evaluation.parameters["criteria"]:
+            votes = [(s.expert_id, s.entries.get(key, {}).get(criterion["key"], {})) for s in sheets]
+            fails = [(e, v.get("reason", "")) for e, v in votes if v.get("passed") is False]
+            if len(fails) * 2 >= len(evaluation.members):
+                passed = False
+            failures += [{"criterion": criterion["key"], "label": criterion["label"], "expert_id": e, "reason": r}
+                         for e, r in fails]
+        out[row["bid_id"]] = {"passed": passed, "failures": failures}
+    return out
+
+
+# -- summary and report ---------------------------------------------------------------------------------------
+
+
+def _summary(session: Session, evaluation: Evaluation) -> dict[str, Any]:
+    """Return the committee's figures: per bid the price score, each member's scores, means, flags and total."""
+    factors, price = evaluation.parameters["factors"], evaluation.parameters["price"]
+    by_id = {b["bid_id"]: b for b in evaluation.bids}
+    qualified = evaluation.qualified or []
+    base, computed = (None, {}) if not (price and qualified) else price_scores(
+        price, {b: Decimal(by_id[b]["price"]) for b in qualified})
+    sheets = {e: s.entries for e, s in _sheets(session, evaluation, "scoring").items() if s.submitted_at}
+    threshold = Decimal(evaluation.parameters["outlier_percent"]) / 100
+    rows = []
+    for bid_id in qualified:
+        means, flags, technical = {}, [], Decimal(0)
+        for factor in factors:
+            scores = {e: Decimal(entries[str(bid_id)][factor["key"]]) for e, entries in sheets.items()}
+            mean = (sum(scores.values(), Decimal(0)) / len(scores)).quantize(CENT, ROUND_HALF_UP) if scores else None
+            means[factor["key"]] = str(mean) if mean is not None else None
+            limit = Decimal(factor["max"]) * threshold
+            flags += [{"factor": factor["key"], "expert_id": e, "score": str(v), "mean": str(mean)}
+                      for e, v in scores.items() if mean is not None and abs(v - mean) > limit]
+            technical += mean if mean is not None and factor["part"] == "technical" else 0
+        price_score = computed.get(bid_id, {}).get("score")
+        total = sum((Decimal(v) for v in means.values() if v is not None), Decimal(price_score or 0))
+        rows.append({**{k: by_id[bid_id][k] for k in ("bid_id", "bidder_name", "bidder_uscc", "price",
+                                                       "submitted_at")},
+                     "deviation": computed.get(bid_id, {}).get("deviation"), "price_score": price_score,
+                     "means": means, "technical": str(technical), "total": str(total) if price else None,
+                     "sheets": {str(e): entries[str(bid_id)] for e, entries in sheets.items()}, "flags": flags})
+    return {"base_price": str(base) if base is not None else None, "bids": rows}
+
+
+def write_report(session: Session, evaluation: Evaluation, actor: Actor) -> EvaluationReport:
+    """Write the report once every phase is submitted: ranking, up to three candidates, canonical JSON, sha256."""
+    project = _project(session, evaluation.project_id)
+    figures = _summary(session, evaluation)
+    ranked = rank(evaluation.method, figures["bids"])
+    candidates = [{"rank": i + 1, "bidder_name": r["bidder_name"], "bidder_uscc": r["bidder_uscc"],
+                   "price": r["price"], **({"score": r["total"]} if r["total"] is not None else {})}
+                  for i, r in enumerate(ranked[:MAX_CANDIDATES])]
+    names = dict(session.execute(select(User.id, User.display_name).where(User.id.in_(evaluation.members))).all())
+    at = clock.now()
+    content = {"format": "ggzy-evaluation-report/1", "project_code": project.code, "project_name": project.name,
+               "tender_round": evaluation.tender_round, "method": evaluation.method,
+               "method_name": METHODS[evaluation.method], "parameters": evaluation.parameters,
+               "opening_record_id": evaluation.opening_record_id,
+               "committee": [{"expert_id": e, "name": names.get(e) or str(e)} for e in evaluation.members],
+               "qualification": {str(k): v for k, v in _qualification_result(session, evaluation).items()},
+               "base_price": figures["base_price"], "scores": figures["bids"], "candidates": candidates,
+               "written_at": at.astimezone(clock.SHANGHAI).isoformat(timespec="seconds")}
+    report = EvaluationReport(evaluation_id=evaluation.id, content=content,
+                              sha256=hashlib.sha256(audit.canonical_json(content).encode()).hexdigest(), created_at=at)
+    session.add(report)
+    evaluation.status = "signing"
+    session.flush()
+    audit.append(session, actor=actor.username, action="evaluation.report", project_id=evaluation.project_id,
+                 payload={"evaluation_id": evaluation.id, "report_id": report.id, "sha256": report.sha256})
+    return report
+
+
+def report_of(session: Session, evaluation: Evaluation) -> EvaluationReport | None:
+    """Return an evaluation's report, if written."""
+    return session.execute(select(EvaluationReport).where(EvaluationReport.evaluation_id == evaluation.id)
+                           ).scalar_one_or_none()
+
+
+def signatures_of(session: Session, report: EvaluationReport) -> list[ReportSignature]:
+    """Return a report's signatures, oldest first."""
+    return list(session.execute(select(ReportSignature).where(ReportSignature.report_id == report.id)
+                                .order_by(ReportSignature.id)).scalars())
+
+
+def parse_signature(data: bytes) -> bytes:
+    """Return a DER ECDSA signature from an upload: DER bytes, base64 or hex text of DER, or a raw 64-byte r||s."""
+    for candidate in (data, *_decoded(data)):
+        try:
+            decode_dss_signature(candidate)
+            return candidate
+        except ValueError:
+            if len(candidate) == 64:
+                return pki.der_signature(candidate)
+    raise EngineError("签名文件无法识别：应为 DER 编码的 ECDSA 签名（或其 base64/hex 文本） "
+                      "(not a DER ECDSA signature)", field="signature")
+
+
+def _decoded(data: bytes) -> list[bytes]:
+    text = data.strip().decode("ascii", "replace")
+    out = []
+    for decode in (bytes.fromhex, lambda t: base64.b64decode(t, validate=True)):
+        try:
+            out.append(decode(text))
+        except ValueError:
+            continue
+    return out
+
+
+def sign_report(session: Session, evaluation_id: int, actor: Actor, signature: bytes, *,
+                certificate_id: int | None = None, dissent: str = "") -> ReportSignature:
+    """Record a member's signature over the report's 32 sha256 bytes, verified with their certificate now."""
+    evaluation = get(session, evaluation_id, lock=True)
+    check_member(evaluation, actor)
+    report = report_of(session, evaluation)
+    if report is None or evaluation.status != "signing":
+        raise InvalidState(f"评标报告{'尚未形成' if report is None else '已签署完成'} (the report is not open for "
+                           "signing)", evaluation=evaluation.id)
+    if any(s.expert_id == actor.user_id for s in signatures_of(session, report)):
+        raise InvalidState(f"{actor.username} 已签署评标报告", evaluation=evaluation.id)
+    certificate = (session.get(pki.Certificate, certificate_id) if certificate_id is not None
+                   else pki.active_certificate(session, actor.user_id))
+    if certificate is None or certificate.user_id != actor.user_id:
+        raise InvalidState(f"{actor.username} 没有登记有效的数字证书 (register a CA certificate first)")
+    at = clock.now()
+    pki.verify_signature(session, certificate.id, bytes.fromhex(report.sha256), signature, at=at)
+    row = ReportSignature(report_id=report.id, expert_id=actor.user_id, certificate_id=certificate.id,
+                          signature=signature.hex(), dissent=dissent.strip()[:4000] or None, signed_at=at)
+    session.add(row)
+    session.flush()
+    audit.append(session, actor=actor.username, action="evaluation.sign", project_id=evaluation.project_id,
+                 payload={"evaluation_id": evaluation.id, "report_sha256": report.sha256,
+                          "certificate_id": certificate.id, "signature": row.signature,
+                          "dissent": row.dissent is not None})
+    if {s.expert_id for s in signatures_of(session, report)} == set(evaluation.members):
+        evaluation.status, evaluation.completed_at = "complete", at
+        audit.append(session, actor=actor.username, action="evaluation.complete", project_id=evaluation.project_id,
+                     payload={"evaluation_id": evaluation.id, "report_sha256": report.sha256})
+    return row
+
+
+# -- views of the evaluation ----------------------------------------------------------------------------------
+
+
+def progress(session: Session, evaluation_id: int, actor: Actor) -> dict[str, Any]:
+    """Return who submitted each phase and who signed (never scores) to members, centre staff and auditors."""
+    evaluation = get(session, evaluation_id)
+    check_progress_reader(session, evaluation, actor)
+    names = dict(session.execute(select(User.id, User.display_name).where(User.id.in_(evaluation.members))).all())
+    report = report_of(session, evaluation)
+    signed = {s.expert_id: s.signed_at for s in signatures_of(session, report)} if report else {}
+    phases = {kind: {e: row.submitted_at for e, row in _sheets(session, evaluation, kind).items()} for kind in PHASES}
+    return {"evaluation": evaluation, "project": _project(session, evaluation.project_id),
+            "members": [{"expert_id": e, "name": names.get(e) or str(e),
+                         "qualification": phases["qualification"].get(e),
+                         "scoring": phases["scoring"].get(e), "signed": signed.get(e)} for e in evaluation.members],
+            "report_sha256": report.sha256 if report else None}
+
+
+def committee_summary(session: Session, evaluation_id: int, actor: Actor) -> dict[str, Any]:
+    """Return every member's sheets and the figures: members once all have submitted, auditors after the report."""
+    evaluation = get(session, evaluation_id)
+    check_progress_reader(session, evaluation, actor)
+    if not may_read_all(evaluation, actor):
+        raise PermissionDenied("评委之间的评审意见在全体评委提交前不公开 (another member's scores stay hidden until "
+                               "every member has submitted)", evaluation=evaluation.id)
+    report = report_of(session, evaluation)
+    return {"evaluation": evaluation, "report": report, "content": report.content if report else None,
+            "signatures": signatures_of(session, report) if report else []}
+
+
+def published_candidates(session: Session, project_id: int, actor: Actor) -> list[dict[str, Any]]:
+    """Return the candidates to anyone once the candidates notice is published (法 §37 keeps all else sealed)."""
+    published = session.execute(select(Notice.id).where(Notice.project_id == project_id,
+                                                        Notice.kind == "candidates").limit(1)).first()
+    evaluation = of_project(session, project_id)
+    report = report_of(session, evaluation) if evaluation is not None else None
+    if not published or report is None or evaluation.status != "complete":
+        raise PermissionDenied(f"{actor.username}: 中标候选人尚未公示 (the candidates are not published)")
+    return list(report.content["candidates"])
+
+
+@service("evaluation_report")
+def evaluation_report(call: ServiceCall) -> list[dict[str, Any]]:
+    """Service task in place of the evaluation step: the signed report's candidates, or refuse if not complete."""
+    evaluation = of_project(call.session, int(call.project_id or call.data["project_id"]))
+    report = report_of(call.session, evaluation) if evaluation is not None else None
+    if report is None or evaluation.status != "complete":
+        raise InvalidState("评标报告尚未由评标委员会全体成员签署 (the evaluation report is not complete and signed; "
+                           "条例 §53)")
+    if not report.content["candidates"]:
+        raise InvalidState("评标委员会否决了所有投标，没有中标候选人 (every bid was rejected; 法 §42)")
+    audit.append(call.session, actor=call.actor, action="evaluation.handover", instance_id=call.instance_id,
+                 project_id=evaluation.project_id, payload={"evaluation_id": evaluation.id,
+                                                            "report_sha256": report.sha256})
+    return [dict(c) for c in report.content["candidates"]]
+
+
+# -- immutability ---------------------------------------------------------------------------------------------
+
+
+@event.listens_for(EvaluationReport, "before_update")
+@event.listens_for(ReportSignature, "before_update")
+def _refuse_update(_mapper: Any, _connection: Any, target: Any) -> None:
+    raise ReportImmutable(f"{type(target).__name__} {target.id} is written and cannot be changed")
+
+
+@event.listens_for(EvaluationReport, "before_delete")
+@event.listens_for(ReportSignature, "before_delete")
+def _refuse_delete(_mapper: Any, _connection: Any, target: Any) -> None:
+    raise ReportImmutable(f"{type(target).__name__} {target.id} is written and cannot be deleted")
+
+
+@event.listens_for(EvaluationSheet, "before_update")
+def _refuse_submitted(_mapper: Any, _connection: Any, target: EvaluationSheet) -> None:
+    history = inspect(target).attrs.submitted_at.history
+    if any(value is not None for value in (*history.deleted, *history.unchanged)):
+        raise ReportImmutable(f"evaluation sheet {target.id} was submitted and cannot be changed")
+
+
+@event.listens_for(EvaluationSheet, "before_delete")
+def _refuse_sheet_delete(_mapper: Any, _connection: Any, target: EvaluationSheet) -> None:
+    raise ReportImmutable(f"evaluation sheet {target.id} cannot be deleted")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk(state: ORMExecuteState) -> None:
+    if (state.is_update or state.is_delete) and getattr(getattr(state.statement, "table", None), "name", None) in (
+            EvaluationReport.__tablename__, ReportSignature.__tablename__, EvaluationSheet.__tablename__):
+        raise ReportImmutable("evaluation sheets, reports and signatures cannot be changed or deleted in bulk")
