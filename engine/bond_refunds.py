@@ -26,24 +26,18 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from functools import lru_cache
 from typing import Any
 
-from SpiffWorkflow.dmn.engine.DMNEngine import DMNEngine
-from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from sqlalchemy import ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from engine import audit, bank, clock, periods, pki
+from engine import audit, bank, clock, decisions, periods, pki
 from engine.actors import SYSTEM, Actor
 from engine.bonds import BankPartner, BondAccount, BondPayment, check_manage, project_terms
 from engine.config import Config
 from engine.db import Base, Money, UTCDateTime
 from engine.errors import EngineError, InvalidState, NotFound
-from engine.functions import make_script_engine
-from engine.models import DefinitionVersion
 from engine.services import ServiceCall, service
-from engine.xmlsafe import parse_xml
 
 DECISION = "ct_bond_refund"
 REASONS = ("contract", "withdrawal")
@@ -111,15 +105,11 @@ def refund_rule(session: Session, reason: str) -> RefundRule:
     """Evaluate the latest deployed ``ct_bond_refund`` for a reason (contract, withdrawal)."""
     if reason not in REASONS:
         raise EngineError(f"unknown refund reason {reason!r}; reasons are {', '.join(REASONS)}")
-    version = session.execute(
-        select(DefinitionVersion).where(DefinitionVersion.kind == "decision", DefinitionVersion.key == DECISION,
-                                        DefinitionVersion.active.is_(True))
-        .order_by(DefinitionVersion.version.desc()).limit(1)).scalar_one_or_none()
+    version = decisions.latest(session, DECISION)
     if version is None:
         raise NotFound(f"住建部门的决策表 {DECISION} 尚未部署 (the refund rule {DECISION} is not deployed)")
-    engine = make_script_engine({DECISION: _table(version.id, version.sha256, version.filename, version.source)})
     try:
-        out = engine.environment.evaluate(f"rule({DECISION!r}, reason=reason)", {"reason": reason})
+        out = decisions.evaluate(version, reason=reason)
     except Exception as err:
         raise EngineError(f"{DECISION} v{version.version} failed for reason {reason!r}: {err}") from err
     if not isinstance(out, dict) or not {"with_interest", "annual_rate", "day_basis", "refund_days"} <= set(out):
@@ -129,14 +119,6 @@ def refund_rule(session: Session, reason: str) -> RefundRule:
         raise EngineError(f"{DECISION} v{version.version} gave rate {rate}, day basis {basis}, refund days {days}")
     return RefundRule(bool(out["with_interest"]), rate, basis, days, str(out.get("article") or ""), version.version)
 
-
-@lru_cache(maxsize=16)
-def _table(version_id: int, sha256: str, filename: str, source: str) -> DMNEngine:
-    parser = SpiffBpmnParser(validator=None)
-    parser.add_dmn_xml(parse_xml(source.encode("utf-8"), filename, max_bytes=1 << 30), filename=filename)
-    (dmn_parser,) = parser.dmn_parsers.values()
-    dmn_parser.parse()
-    return DMNEngine(dmn_parser.decision.decisionTables[0])
 
 
 def interest_of(principal: Decimal, rule: RefundRule, days: int) -> Decimal:

@@ -16,19 +16,15 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
-from SpiffWorkflow.dmn.engine.DMNEngine import DMNEngine
-from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine import decisions
 from engine.errors import EngineError, NotFound
-from engine.functions import make_script_engine
 from engine.models import DefinitionVersion, Organisation
 from engine.orgs import get_by_code
-from engine.xmlsafe import parse_xml
 
 CATALOG_DECISIONS = ("catalog", "catalog_level")
 LEVELS = ("city", "county")
@@ -93,7 +89,7 @@ def decide(session: Session, *, category: str, sub_type: str, estimate: Decimal,
            location_code: str) -> CatalogDecision:
     """Evaluate the latest deployed catalog tables for a project located in the county ``location_code``."""
     versions = _latest(session)
-    engine = make_script_engine({key: _table(v.id, v.sha256, v.filename, v.source) for key, v in versions.items()})
+    engine = decisions.engine_for(versions)
     inputs = {"category": category, "sub_type": sub_type, "funding": funding, "estimate": estimate}
     catalog, level = (_evaluate(engine, call, inputs) for call in _CALL)
     if not catalog or not level:
@@ -122,7 +118,7 @@ def catalog_rows(session: Session) -> list[CatalogTable]:
         version = versions.get(key)
         if version is None:
             continue
-        table = _table(version.id, version.sha256, version.filename, version.source).decision_table
+        table = decisions.table(version.id, version.sha256, version.filename, version.source).decision_table
         owner = owners.get(version.department_id)
         tables.append(CatalogTable(
             key=key, name=version.name, version=version.version, department_code=owner.code if owner else None,
@@ -165,15 +161,6 @@ def _latest(session: Session, *, required: bool = True) -> dict[str, DefinitionV
         raise NotFound(f"交易目录尚未发布 (the catalog decision(s) {', '.join(missing)} are not deployed)")
     return found
 
-
-@lru_cache(maxsize=32)
-def _table(version_id: int, sha256: str, filename: str, source: str) -> DMNEngine:
-    """Parse one deployed decision version (cached: versions are immutable)."""
-    parser = SpiffBpmnParser(validator=None)
-    parser.add_dmn_xml(parse_xml(source.encode("utf-8"), filename, max_bytes=1 << 30), filename=filename)
-    (dmn_parser,) = parser.dmn_parsers.values()
-    dmn_parser.parse()
-    return DMNEngine(dmn_parser.decision.decisionTables[0])
 
 
 def _evaluate(engine: Any, call: str, inputs: dict[str, Any]) -> Any:

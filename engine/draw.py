@@ -37,21 +37,16 @@ import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
-from SpiffWorkflow.dmn.engine.DMNEngine import DMNEngine
-from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from engine import audit, clock, experts
+from engine import audit, clock, decisions, experts
 from engine.actors import Actor
 from engine.db import Base, UTCDateTime
 from engine.errors import EngineError, InvalidState, NotFound, PermissionDenied
-from engine.functions import make_script_engine
-from engine.models import DefinitionVersion, Project, User
-from engine.xmlsafe import parse_xml
+from engine.models import Project, User
 
 DECISION = "ct_committee"
 ARTICLE = "《招标投标法》第三十七条"
@@ -208,16 +203,11 @@ def committee_plan(session: Session, project_id: int) -> Plan:
     project = session.get(Project, project_id)
     if project is None:
         raise NotFound(f"no project {project_id}", project=project_id)
-    version = session.execute(
-        select(DefinitionVersion).where(DefinitionVersion.kind == "decision", DefinitionVersion.key == DECISION,
-                                        DefinitionVersion.active.is_(True))
-        .order_by(DefinitionVersion.version.desc()).limit(1)).scalar_one_or_none()
+    version = decisions.latest(session, DECISION)
     if version is None:
         raise NotFound(f"评标委员会组成规则尚未发布 (the decision {DECISION} is not deployed)")
-    engine = make_script_engine({DECISION: _table(version.id, version.sha256, version.filename, version.source)})
     try:
-        out = engine.environment.evaluate(f"rule('{DECISION}', sub_type=sub_type, estimate=estimate)",
-                                          {"sub_type": project.sub_type, "estimate": Decimal(project.estimate)})
+        out = decisions.evaluate(version, sub_type=project.sub_type, estimate=Decimal(project.estimate))
     except EngineError as err:
         raise EngineError(f"{DECISION} v{version.version} gave no composition for sub-type "
                           f"{project.sub_type!r}: {err}") from err
@@ -227,15 +217,6 @@ def committee_plan(session: Session, project_id: int) -> Plan:
     return validate_plan(Plan(int(out["members"]), int(out["tenderer_reps"]), seats, int(out["draw_cap"]),
                               int(out["cap_days"]), bool(out["remote_avoid_home_county"]), version.version))
 
-
-@lru_cache(maxsize=16)
-def _table(version_id: int, sha256: str, filename: str, source: str) -> DMNEngine:
-    """Parse one deployed decision version (cached: versions are immutable)."""
-    parser = SpiffBpmnParser(validator=None)
-    parser.add_dmn_xml(parse_xml(source.encode("utf-8"), filename, max_bytes=1 << 30), filename=filename)
-    (dmn_parser,) = parser.dmn_parsers.values()
-    dmn_parser.parse()
-    return DMNEngine(dmn_parser.decision.decisionTables[0])
 
 
 def _project(session: Session, project_id: int) -> Project:

@@ -16,18 +16,13 @@ where ``max`` is the price factor's weight. Rounding is half-up throughout.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
-from functools import lru_cache
 from typing import Any
 
-from SpiffWorkflow.dmn.engine.DMNEngine import DMNEngine
-from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine import decisions
 from engine.errors import EngineError, NotFound
-from engine.functions import make_script_engine
-from engine.models import DefinitionVersion, Project
-from engine.xmlsafe import parse_xml
+from engine.models import Project
 
 METHODS = {"lowest_price": "经评审的最低投标价法", "comprehensive": "综合评估法"}
 CRITERIA = (("business_licence", "营业执照"), ("qualification", "资质"), ("project_manager", "项目经理"),
@@ -89,28 +84,15 @@ def price_scores(price: dict[str, str], prices: dict[int, Decimal]) -> tuple[Dec
 
 def formula_of(session: Session, project: Project) -> dict[str, Any]:
     """Return the price-formula parameters the latest deployed ``ct_price_score`` gives for a project."""
-    version = session.execute(
-        select(DefinitionVersion).where(DefinitionVersion.kind == "decision", DefinitionVersion.key == PRICE_DECISION,
-                                        DefinitionVersion.active.is_(True))
-        .order_by(DefinitionVersion.version.desc()).limit(1)).scalar_one_or_none()
+    version = decisions.latest(session, PRICE_DECISION)
     if version is None:
         raise NotFound(f"价格分计算规则尚未发布 (the decision {PRICE_DECISION} is not deployed)")
-    engine = make_script_engine({PRICE_DECISION: _table(version.id, version.filename, version.source)})
-    out = engine.environment.evaluate(f"rule('{PRICE_DECISION}', sub_type=sub_type)", {"sub_type": project.sub_type})
+    out = decisions.evaluate(version, sub_type=project.sub_type)
     if not out:
         raise EngineError(f"{PRICE_DECISION} v{version.version} has no rule for sub-type {project.sub_type!r}")
     return {**{k: str(out[k]) for k in ("base_factor", "penalty_above", "penalty_below", "outlier_percent")},
             "rule_version": version.version}
 
-
-@lru_cache(maxsize=8)
-def _table(version_id: int, filename: str, source: str) -> DMNEngine:
-    """Parse one deployed decision version (cached: versions are immutable)."""
-    parser = SpiffBpmnParser(validator=None)
-    parser.add_dmn_xml(parse_xml(source.encode("utf-8"), filename, max_bytes=1 << 30), filename=filename)
-    (dmn_parser,) = parser.dmn_parsers.values()
-    dmn_parser.parse()
-    return DMNEngine(dmn_parser.decision.decisionTables[0])
 
 
 
