@@ -226,3 +226,24 @@ def test_the_project_page_links_the_areas_each_viewer_may_open(app, world):
     assert auditor[f"/projects/{project.id}/archive"] == "电子档案" and auditor["/evaluation"] == "评标"
     for href in staff:  # every link the staff member is shown opens for them
         assert client_as(app, "staff_linze").get(href).status_code == 200, href
+
+
+def test_a_sanctioned_tenderer_is_refused_next_to_its_field_and_nothing_is_registered(app, world):
+    """一处失信、处处受限: the refusal names the sanction beside the tenderer field; the form keeps its values."""
+    from engine import credit
+    from engine.orgs import get_by_code
+
+    with world.sessions.begin() as s:
+        credit.record_event(s, load_actor(s, "zjj"), credit.CreditInput(
+            organisation_id=get_by_code(s, "t-chengtou").id, kind="sanction", authority="张掖市住房和城乡建设局",
+            document_no="张建罚〔2026〕12号", reason="围标串标", period_start="2026-09-01",
+            period_end="2027-08-31"))
+    response = post_form(client_as(app, "ten"))
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    beside = re.search(r'id="f-tenderer_code-error" class="field-error">([^<]*)<', page)
+    assert beside is not None and "一处失信、处处受限" in beside.group(1) and "张建罚〔2026〕12号" in beside.group(1)
+    assert 'id="f-agency_code-error"' not in page
+    assert "临泽县城区供水管网改造工程" in page  # the form is shown again as filled in
+    with world.sessions() as s:
+        assert s.execute(select(Project.id)).first() is None

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import FileStorage
 
-from engine import files, projects, runtime, scope
+from engine import credit, files, projects, runtime, scope
 from engine.actors import Actor
 from engine.errors import FormValidationError, PermissionDenied
 from engine.models import InboxTask, Notice, Organisation, StoredFile
@@ -106,6 +106,12 @@ def new():
     except FormValidationError as err:
         s.rollback()
         return _render_form(schema, parsed.raw, formrender.explain(schema, data, err.errors)), 400
+    except credit.SanctionedError as err:
+        # 一处失信、处处受限: shown next to the party that is sanctioned, the form kept as it was filled in.
+        s.rollback()
+        field = "agency_code" if err.context.get("organisation") == _organisation_id(s, data.get("agency_code")) \
+            else "tenderer_code"
+        return _render_form(schema, parsed.raw, {field: [str(err)]}), 400
     s.commit()
     flash(_("项目已登记，交易编码 %(code)s，已进入交易受理。", code=project.code))
     return redirect(url_for("projects.show", project_id=project.id))
@@ -188,6 +194,10 @@ def _related(actor: Actor, project) -> list[tuple[str, str]]:
         if PUBLIC in declared or AUTHENTICATED in declared or any(actor.has_role(r) for r in declared):
             links.append((str(label), url_for(endpoint, **arguments(project))))
     return links
+
+
+def _organisation_id(s: Session, code: str | None) -> int | None:
+    return s.execute(select(Organisation.id).where(Organisation.code == code)).scalar_one_or_none() if code else None
 
 
 def _may_close(actor: Actor, project) -> bool:
