@@ -9,6 +9,8 @@ disclosing others' payloads.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -118,6 +120,29 @@ def notice_records(session: Session, project: Project) -> Iterator[ArchiveItem]:
                            "sha256": notice.sha256, "published_at": notice.published_at}, content=content)
 
 
+@contributor("evaluation_report")
+def evaluation_reports(session: Session, project: Project) -> Iterator[ArchiveItem]:
+    """Yield every evaluation report (条例 §53) of every review (复核) with its signatures; superseded ones too."""
+    from engine import evaluation  # the evaluation module registers its own service tasks and tables
+
+    rows = session.execute(select(evaluation.Evaluation).where(evaluation.Evaluation.project_id == project.id)
+                           .order_by(evaluation.Evaluation.id)).scalars()
+    for row in rows:
+        for report in evaluation.reports_of(session, row):
+            signatures = [{"expert_id": s.expert_id, "certificate_id": s.certificate_id, "signature": s.signature,
+                           "dissent": s.dissent, "signed_at": s.signed_at}
+                          for s in evaluation.signatures_of(session, report)]
+            item = ArchiveItem("evaluation_report", f"evaluation-{row.id}-review-{report.review}.json", JSON,
+                               {"evaluation_id": row.id, "report_id": report.id, "review": report.review,
+                                "tender_round": row.tender_round, "sha256": report.sha256,
+                                "superseded": report.review < row.review, "signatures": signatures},
+                               content=canonical_bytes(report.content))
+            if item.sha256 != report.sha256:
+                raise InvalidState(f"evaluation report {report.id} no longer matches its sha256 {report.sha256}; "
+                                   "it was altered in the database", report=report.id)
+            yield item
+
+
 @contributor("audit")
 def audit_segment(session: Session, project: Project) -> Iterator[ArchiveItem]:
     """Yield the chain segment from the project's first event to its last (others' events as links)."""
@@ -178,3 +203,27 @@ def _scan(value: Any, path: str, where: dict[str, Any], found: dict[str, list[di
     elif isinstance(value, list):
         for index, child in enumerate(value):
             _scan(child, f"{path}/{index}", where, found)
+
+
+@contributor("letter")
+def result_letters(session: Session, project: Project) -> Iterator[ArchiveItem]:
+    """Yield each award and result letter (法 §45) as its signed canonical JSON, and its platform signature."""
+    from engine import award  # the letters module registers its own service task and tables
+
+    rows = list(session.execute(select(award.ResultLetter).where(award.ResultLetter.project_id == project.id)
+                                .order_by(award.ResultLetter.id)).scalars())
+    seals = award.seals_of(session, [row.id for row in rows])
+    for row in rows:
+        content = row.content.encode("utf-8")
+        if hashlib.sha256(content).hexdigest() != row.sha256:
+            raise InvalidState(f"letter {row.id} no longer matches its sha256 {row.sha256}; "
+                               "it was altered in the database", letter=row.id)
+        source = {"letter_id": row.id, "kind": row.kind, "organisation_id": row.organisation_id,
+                  "tender_round": row.tender_round, "sha256": row.sha256}
+        yield ArchiveItem("letter", f"letter-{row.id}.json", JSON, source, content=content)
+        seal = seals.get(row.id)
+        if seal is not None:
+            yield ArchiveItem("letter", f"letter-{row.id}.sig", "application/octet-stream",
+                              {**source, "signature_of": f"letter-{row.id}.json", "key_sha256": seal.key_sha256,
+                               "sealed_at": seal.sealed_at, "sealed_by": seal.sealed_by},
+                              content=base64.b64decode(seal.signature))

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event, select
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, event, select
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column
 
 from engine import audit, bonds, clock, credit, files, pki, runtime, seal
@@ -82,6 +82,21 @@ class Bid(Base):
     document_name: Mapped[str | None] = mapped_column(String(300))
     document_author: Mapped[str | None] = mapped_column(String(200))
     decrypted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReleasedKey(Base):
+    """The content key a bidder handed over at the opening, kept with its opened bid.
+
+    Only ever written after the deadline, when the bid is opened and its plaintext is in the store
+    anyway: with the sealed package (written durably at submission) it re-derives the opened
+    document, so the plaintext copy need not be fsynced at the opening (docs/sealed-bids.md).
+    """
+
+    __tablename__ = "bid_released_keys"
+
+    bid_id: Mapped[int] = mapped_column(ForeignKey("bids.id"), primary_key=True)
+    content_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    released_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Opening(Base):
@@ -328,7 +343,14 @@ def set_status(bid: Bid, status: str, reason: str | None, at: datetime) -> None:
 
 def own_bid(session: Session, bid_id: int, actor: Actor) -> Bid:
     """Return one of the actor's organisation's bids; any other bid does not exist for the actor."""
-    bid = session.get(Bid, bid_id)
+    return check_own(session.get(Bid, bid_id), bid_id, actor)
+
+
+def check_own(bid: Any, bid_id: int, actor: Actor) -> Any:
+    """Return ``bid`` (a Bid or a row with its organisation_id) if it is one of the actor's organisation's bids.
+
+    Any other bid is refused as if it did not exist.
+    """
     if bid is None or actor.organisation_id is None or bid.organisation_id != actor.organisation_id \
             or not actor.has_role("bidder"):
         raise NotFound(f"no bid {bid_id} of yours", bid=bid_id)
@@ -387,8 +409,8 @@ def tender_document(session: Session, actor: Actor, project_id: int, sha256: str
     raise NotFound(f"no tender document {sha256[:12]}… of a project you registered for")
 
 
-def package_bytes(config: Config, bid: Bid) -> bytes:
-    """Return the stored sealed package of a bid."""
+def package_bytes(config: Config, bid: Any) -> bytes:
+    """Return the stored sealed package of a bid (a Bid or a row with its package_sha256)."""
     with files.open_file(config, bid.package_sha256) as handle:
         return handle.read()
 

@@ -21,7 +21,7 @@ guarantee, ``engine.guarantees``), ``late``, ``short`` or ``missing``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -371,15 +371,42 @@ def refusals(session: Session, *, limit: int = 50) -> list[BankRefusal]:
 
 # ---------------------------------------------------------------------------------------------------- status
 
+# What a bond status says, by code: (the Chinese text with its %(name)s parameters, the English gloss).
+# The Chinese text is also the message id the web pages translate (web/i18n/bonds).
+NOTES: dict[str, tuple[str, str]] = {
+    "guarantee": ("电子保函 %(guarantee_no)s（%(issuer)s）已核验", "electronic guarantee verified"),
+    "not_required": ("招标文件未要求投标保证金", "no bid bond required"),
+    "paid": ("截止时间前到账 %(on_time)s 元", "paid in full before the deadline"),
+    "late": ("截止时间 %(deadline)s 前到账 %(on_time)s 元，截止后到账 %(late)s 元，应缴 %(required)s 元",
+             "arrived after the deadline"),
+    "short": ("到账 %(on_time)s 元，少于应缴 %(required)s 元", "less than required"),
+    "missing": ("截止时间 %(deadline)s 前未到账", "no bond arrived before the deadline"),
+    FLAG_FOREIGN_PAYER: ("付款人不是投标人本单位账户（条例第二十六条）", "paid from an account not the bidder's own"),
+}
+
+
+@dataclass(frozen=True)
+class BondNote:
+    """One note on a bond status: a code of ``NOTES`` and the values its text names."""
+
+    code: str
+    params: dict[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def text(self) -> str:
+        """The note in Chinese, its parameters filled in."""
+        return NOTES[self.code][0] % self.params
+
+
 @dataclass(frozen=True)
 class BondStatus:
-    """A bidder's bond as the opening sees it."""
+    """A bidder's bond as the opening sees it; ``notes`` say why, ``detail`` is them as one message."""
 
     state: str
     amount: Decimal
     required: Decimal
     payer_account: str | None
-    detail: str
+    notes: tuple[BondNote, ...]
     account_number: str | None = None
     flags: tuple[str, ...] = ()
     guarantee_no: str | None = None
@@ -388,6 +415,12 @@ class BondStatus:
     def ok(self) -> bool:
         """Tell whether the bond requirement is met (paid in time, guaranteed, or none required)."""
         return self.state in GOOD_STATES
+
+    @property
+    def detail(self) -> str:
+        """The notes as engine messages read: the Chinese first, the English once in brackets."""
+        return ("；".join(n.text for n in self.notes)
+                + " (" + "; ".join(NOTES[n.code][1] for n in self.notes) + ")")
 
 
 def bond_status(session: Session, project_id: int, bidder_organisation_id: int, *, deadline: datetime,
@@ -407,9 +440,9 @@ def bond_status(session: Session, project_id: int, bidder_organisation_id: int, 
     guarantee = accepted_guarantee(session, project_id, bidder_organisation_id, deadline=deadline)
     if guarantee is not None:
         return BondStatus("guarantee", guarantee.amount, required, None,
-                          f"电子保函 {guarantee.guarantee_no}（{guarantee.issuer_name}）已核验 "
-                          f"(electronic guarantee verified)", account.account_number if account else None,
-                          guarantee_no=guarantee.guarantee_no)
+                          (BondNote("guarantee", {"guarantee_no": guarantee.guarantee_no,
+                                                  "issuer": guarantee.issuer_name}),),
+                          account.account_number if account else None, guarantee_no=guarantee.guarantee_no)
     payments = payments_of(session, account.id) if account is not None else []
     return _status(payments, required, deadline, account.account_number if account else None)
 
@@ -419,21 +452,22 @@ def _status(payments: list[BondPayment], required: Decimal, deadline: datetime, 
     late = sum((p.amount for p in payments if p.paid_at >= deadline), Decimal("0.00"))
     payers = ", ".join(sorted({p.payer_account for p in payments})) or None
     flags = tuple(sorted({f for p in payments for f in p.flags}))
-    when = deadline.astimezone(clock.SHANGHAI).isoformat(timespec="seconds")
+    values = {"on_time": str(on_time), "late": str(late), "required": str(required),
+              "deadline": deadline.astimezone(clock.SHANGHAI).isoformat(timespec="seconds")}
     if required <= 0:
-        state, detail = "not_required", "招标文件未要求投标保证金 (no bid bond required)"
+        state, named = "not_required", ()
     elif on_time >= required:
-        state, detail = "paid", f"截止时间前到账 {on_time} 元 (paid in full before the deadline)"
+        state, named = "paid", ("on_time",)
     elif late > 0:
-        state, detail = "late", (f"截止时间 {when} 前到账 {on_time} 元，截止后到账 {late} 元，应缴 {required} 元 "
-                                 "(arrived after the deadline)")
+        state, named = "late", ("deadline", "on_time", "late", "required")
     elif on_time > 0:
-        state, detail = "short", f"到账 {on_time} 元，少于应缴 {required} 元 (less than required)"
+        state, named = "short", ("on_time", "required")
     else:
-        state, detail = "missing", f"截止时间 {when} 前未到账 (no bond arrived before the deadline)"
+        state, named = "missing", ("deadline",)
+    notes = [BondNote(state, {name: values[name] for name in named})]
     if FLAG_FOREIGN_PAYER in flags:
-        detail += "；付款人不是投标人本单位账户（条例第二十六条）(paid from an account not the bidder's own)"
-    return BondStatus(state, on_time + late, required, payers, detail, number, flags)
+        notes.append(BondNote(FLAG_FOREIGN_PAYER))
+    return BondStatus(state, on_time + late, required, payers, tuple(notes), number, flags)
 
 
 def project_bonds(session: Session, project_id: int, *, deadline: datetime) -> list[tuple[BondAccount, BondStatus]]:

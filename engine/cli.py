@@ -189,6 +189,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.draw",
     "engine.bids_cli",
     "engine.bonds_cli",
+    "engine.award",
 )
 
 

@@ -113,6 +113,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "engine.complaints",
     "engine.bids",
     "engine.evaluation",
+    "engine.award",
 )
 
 

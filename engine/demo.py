@@ -8,7 +8,9 @@ regulator (``dept-zjj`` owns them), the rest as the system — and drives the
 construction projects of ``engine.demo_projects`` through the procedure on a
 fixed clock: the full scenario, or one project up to ``until``. The full
 scenario also starts the ``document_review`` instances in every state. The
-clock installed before seeding is installed back at the end.
+clock installed before seeding is installed back at the end. The logins are the
+demo users, each demo bidder company's user, and the experts seated on a
+committee whose evaluation is under way (``engine.demo_experts``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import clock, demo_bids, demo_projects, runtime, timers
+from engine import clock, demo_bids, demo_experts, demo_projects, runtime, timers
 from engine.actors import SYSTEM, add_user, load_actor
 from engine.bonds_cli import seed_demo_bonds
 from engine.context import Context
@@ -86,7 +88,10 @@ def seed(ctx: Context, *, until: str | None = None) -> Seeded:
     specs = list(demo_projects.SCENARIO) if until is None else [demo_projects.with_stage(demo_projects.MAIN, until)]
     with ctx.sessions() as s:
         if s.execute(select(User.id).where(User.username == "admin")).first():
-            return Seeded([DemoLogin(u, d, r, "(unchanged)") for u, d, r, _, _ in DEMO_USERS],
+            bidders = demo_bids.logins(s, [b.code for b in demo_projects.BIDDERS])
+            seated = demo_experts.logins(s, None, skip={u for u, *_ in DEMO_USERS})
+            return Seeded([DemoLogin(u, d, r, "(unchanged)") for u, d, r, _, _ in DEMO_USERS]
+                          + [DemoLogin(u, d, r, "(unchanged)") for u, d, r in bidders + seated],
                           demo_projects.existing(s), unchanged=True)
     password = os.environ.get("GGZY_DEMO_PASSWORD") or secrets.token_urlsafe(9)
     real = clock.current()
@@ -101,10 +106,11 @@ def seed(ctx: Context, *, until: str | None = None) -> Seeded:
     if until is None:
         _instances(ctx)
     timers.sweep(ctx.sessions, clock.now())
-    with ctx.sessions() as s:
+    with ctx.sessions.begin() as s:
         bidders = demo_bids.logins(s, [b.code for b in demo_projects.BIDDERS])
+        seated = demo_experts.logins(s, password, skip={u for u, *_ in DEMO_USERS})  # on a committee at work
     return Seeded([DemoLogin(u, d, r, password) for u, d, r, _, _ in DEMO_USERS]
-                  + [DemoLogin(u, d, r, password) for u, d, r in bidders], projects)
+                  + [DemoLogin(u, d, r, password) for u, d, r in bidders + seated], projects)
 
 
 def _organisations_users_definitions(ctx: Context, password: str) -> None:

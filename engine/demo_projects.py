@@ -34,9 +34,12 @@ registers, pays its bond through the demo bank, submits a bid sealed with its
 certificate and decrypts it at the opening (``engine.demo_bids``). The committee is
 drawn for real from the demo expert pool (``engine.draw``, a fixed nonce per project)
 and its experts confirm; the diagram's ``store_committee`` checks the draw. The
-evaluation is real too (``engine.evaluation``): the centre's staff start it, the
-members review, score and sign the report with demo CA certificates, and the
-diagram takes the report's candidates (``collect_evaluation_report``).
+evaluation is real too (``engine.evaluation``): the centre's staff start it (stage
+``evaluating``: the committee is unsealed and each member holds a demo CA certificate,
+its key file under ``$GGZY_HOME/demo-keys/``), the members review, score and sign the
+report, and the diagram takes the report's candidates (``collect_evaluation_report``).
+The project left at ``evaluating`` is where a seated expert logs in (``engine.demo_experts``)
+and finds their empty qualification sheet.
 """
 
 from __future__ import annotations
@@ -55,20 +58,34 @@ from sqlalchemy.orm import Session
 
 import engine.notices  # noqa: F401 - registers the publish_notice service task
 import engine.witness  # noqa: F401 - registers the record_witness service task
-from engine import clock, demo_bids, draw, evaluation, files, periods, pki, procedure, projects, runtime, seal, timers
+from engine import (
+    award,
+    clock,
+    demo_bids,
+    draw,
+    evaluation,
+    files,
+    periods,
+    pki,
+    procedure,
+    projects,
+    runtime,
+    seal,
+    timers,
+)
 from engine.actors import SYSTEM, Actor, load_actor
 from engine.context import Context
 from engine.errors import EngineError
 from engine.models import InboxTask, Instance, Organisation, Project, User
 from engine.orgs import uscc_check_char
 
-STAGES = ("registered", "accepted", "filed", "published", "bidding", "opened", "evaluated", "publicized",
-          "awarded", "contracted", "archived")
+STAGES = ("registered", "accepted", "filed", "published", "bidding", "opened", "evaluating", "evaluated",
+          "publicized", "awarded", "contracted", "archived")
 # What each stage leaves open (the main line; escalations aside), for summaries of an existing database.
 OPEN_AT = {"registered": {"accept_project"}, "accepted": {"review_filing"}, "filed": {"prepare_tender"},
            "published": {"clarify_or_amend"}, "bidding": {"clarify_or_amend"}, "opened": {"record_committee"},
-           "evaluated": {"prepare_publicity"}, "publicized": {"confirm_award"}, "awarded": {"witness_organisation"},
-           "contracted": {"report_to_department"}, "archived": set()}
+           "evaluating": {"evaluate_bids"}, "evaluated": {"prepare_publicity"}, "publicized": {"confirm_award"},
+           "awarded": {"witness_organisation"}, "contracted": {"report_to_department"}, "archived": set()}
 TENDERER = "demo-tenderer"
 AGENCY = "demo-agency"
 # Demo users who act for each centre's staff lane and each department's regulator lane.
@@ -147,6 +164,8 @@ SCENARIO = (
                 failed_bids=2, bids=((2, "0.9588"), (1, "0.9702"), (3, "0.9755")), label="首次流标，第2次招标"),
     ProjectSpec("city-stadium", "张掖市全民健身中心体育馆建设工程", "zy-ganzhou", "31800000.00", "accepted"),
     ProjectSpec("linze-market", "临泽县农贸市场改造工程", "zy-linze", "4600000.00", "registered", registrant="agency"),
+    ProjectSpec("linze-school", "临泽县第二中学教学综合楼建设工程", "zy-linze", "6800000.00", "evaluating",
+                bids=((2, "0.9577"), (4, "0.9642"), (0, "0.9731")), label="评标中"),
 )
 MAIN = SCENARIO[0]
 
@@ -249,6 +268,7 @@ def plan(spec: ProjectSpec, start: date) -> list[Step]:
     opened = tender_round.deadline
     reported = _at(opened.date(), 16)
     steps += [Step(opened + timedelta(hours=1), "record_committee", None, _committee),
+              Step(opened + timedelta(hours=2), "start_evaluation", "evaluating"),
               Step(reported, "evaluate_bids", "evaluated", _evaluation)]
     day = _work(opened.date() + one)
     if day > periods.last_day(periods.add_days(reported, 3)):  # 条例 §54: within 3 days of the report
@@ -358,6 +378,8 @@ def drive(ctx: Context, specs: list[ProjectSpec] | tuple[ProjectSpec, ...], toda
             demo_bids.submit(run)
         elif step.action == "decrypt_bids":
             demo_bids.decrypt(run)
+        elif step.action == "start_evaluation":
+            _start_evaluation(run)
         elif step.action == "sweep":
             result = timers.sweep(ctx.sessions, at)
             if result.errors:
@@ -502,25 +524,40 @@ def _committee(run: Run, session: Session) -> dict:
     return {"committee_drawn": True, "committee_remarks": f"抽取 #{chosen.id}，抽中的专家均已确认参加评标。"}
 
 
+def _start_evaluation(run: Run) -> None:
+    """The centre's staff start the evaluation (``engine.evaluation``: the committee is unsealed, the bids and the
+    method frozen); each member gets a demo CA certificate with its key file (to sign the report in the browser)."""
+    with run.ctx.sessions.begin() as s:
+        started = evaluation.start_evaluation(s, run.project_id, load_actor(s, STAFF_OF[run.centre_code]))
+        _member_keys(run, s, started.members)
+
+
+def _member_keys(run: Run, session: Session, members: list[int]) -> list[tuple[Actor, Any]]:
+    """Each member's actor and private key: a demo CA certificate, issued on first use, its PKCS#8 key under
+    ``$GGZY_HOME/demo-keys/<username>.key.pem``."""
+    demo = pki.seed_demo_pki(session, run.ctx.config.home)
+    keyed = []
+    for user_id in members:
+        user = session.get(User, user_id)
+        key_path = demo.home / "demo-keys" / f"{user.username}.key.pem"
+        if pki.active_certificate(session, user.id) is None or not key_path.exists():
+            _, key_path = pki.issue_demo_certificate(session, demo, user, None)
+        keyed.append((load_actor(session, user.username), seal.load_private_key(key_path.read_bytes())))
+    return keyed
+
+
 def _evaluation(run: Run, session: Session) -> dict:
-    """The centre's staff start the evaluation (``engine.evaluation``); every member passes every bid, gives each
-    non-price factor 80% of its weight (so the price score ranks the bids) and signs the report with a demo CA
-    certificate (issued on first use, its key under ``$GGZY_HOME/demo-keys/``)."""
-    staff = load_actor(session, STAFF_OF[run.centre_code])
-    started = evaluation.start_evaluation(session, run.project_id, staff)
+    """The evaluation started (``start_evaluation``): every member passes every bid, gives each non-price factor 80%
+    of its weight (so the price score ranks the bids) and signs the report with their demo CA certificate."""
+    started = evaluation.of_project(session, run.project_id)
+    if started is None:
+        raise EngineError(f"demo project {run.spec.key}: the evaluation was not started")
     bid_ids = [b["bid_id"] for b in started.bids]
     passed = {str(b): {c["key"]: {"passed": True, "reason": ""} for c in started.parameters["criteria"]}
               for b in bid_ids}
     scored = {str(b): {f["key"]: f"{Decimal(f['max']) * Decimal('0.8'):.2f}" for f in started.parameters["factors"]}
               for b in bid_ids}
-    demo = pki.seed_demo_pki(session, run.ctx.config.home)
-    members = []
-    for user_id in started.members:
-        user = session.get(User, user_id)
-        key_path = demo.home / "demo-keys" / f"{user.username}.key.pem"
-        if pki.active_certificate(session, user.id) is None or not key_path.exists():
-            _, key_path = pki.issue_demo_certificate(session, demo, user, None)
-        members.append((load_actor(session, user.username), seal.load_private_key(key_path.read_bytes())))
+    members = _member_keys(run, session, started.members)
     for kind, sheet in (("qualification", passed), ("scoring", scored)):
         for actor, _ in members:
             if evaluation.get(session, started.id).status == kind:
@@ -546,6 +583,8 @@ def _award(run: Run, session: Session) -> dict:
 
 
 def _witness_organisation(run: Run, session: Session) -> dict:
+    # the tenderer delivers the award and result letters (法 §45) the diagram wrote at the award
+    award.seal_letters(session, run.project_id, load_actor(session, run.spec.registrant), config=run.ctx.config)
     return {"organisation_checklist": {"notices_published": True, "opening_witnessed": True,
                                        "committee_drawn": True, "evaluation_recorded": True,
                                        "publicity_complete": True, "remarks": "开标、评标全过程录音录像。"},

@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -53,6 +54,9 @@ ARTICLE = "《招标投标法》第三十七条"
 EVALUATION_WINDOW = timedelta(days=1)
 REASONS = ("inactive", "untrained", "suspended", "tenderer_employee", "bidder_employee",
            "supervising_department", "home_county", "unavailable", "over_cap")
+# Called with (session, seat, actor) when a drawn expert confirms a seat; ``engine.evaluation`` adds a
+# replacement drawn during the evaluation (条例 §48) to the committee.
+SEAT_CONFIRMED: list[Callable[..., None]] = []
 
 
 class Draw(Base):
@@ -80,7 +84,7 @@ class Draw(Base):
 
 
 class DrawSeat(Base):
-    """One pick of a draw: the expert, the class, the stream position; pending, confirmed or declined."""
+    """One pick of a draw: the expert, the class, the stream position; pending, confirmed, declined or replaced."""
 
     __tablename__ = "draw_seats"
 
@@ -421,12 +425,15 @@ def respond(session: Session, seat_id: int, actor: Actor, *, accept: bool, reaso
         raise PermissionDenied(f"seat {seat_id} was not drawn for {actor.username}")
     draw = _locked(session, seat.draw_id)
     session.refresh(seat)
-    if seat.status != "pending" or draw.status != "drawn":
+    # A revealed draw has pending seats only when a member was replaced during the evaluation (条例 §48).
+    if seat.status != "pending" or draw.status not in ("drawn", "revealed"):
         raise InvalidState(f"seat {seat_id} was already answered ({seat.status}) or its draw is closed")
     if accept:
         seat.status, seat.responded_at = "confirmed", clock.now()
         audit.append(session, actor=actor.username, action="draw.confirm", project_id=draw.project_id,
                      payload={"draw_id": draw.id, "seat_id": seat.id})
+        for listener in SEAT_CONFIRMED:
+            listener(session, seat, actor)
         return seat
     if not reason.strip():
         raise EngineError("a decline needs a reason", field="reason")
@@ -441,6 +448,40 @@ def respond(session: Session, seat_id: int, actor: Actor, *, accept: bool, reaso
     session.flush()
     audit.append(session, actor=actor.username, action="draw.decline", project_id=draw.project_id,
                  payload={"draw_id": draw.id, "seat_id": seat.id, "reason": seat.reason})
+    audit.append(session, actor=actor.username, action="draw.redraw", project_id=draw.project_id,
+                 payload={"draw_id": draw.id, "replaces": seat.id, "pick": asdict(new)})
+    return replacement
+
+
+def replace_seat(session: Session, seat_id: int, actor: Actor, *, grounds: str, reason: str) -> DrawSeat:
+    """Redraw a confirmed seat whose expert is replaced during the evaluation (条例 §48; staff of the centre).
+
+    Like a decline, the replacement is the next number of the same class's stream (``redraws`` records
+    ``{"class_code", "replaced", "grounds"}``), so ``replay_draw`` re-runs it; if nobody is left in the class,
+    the replacement is refused and nothing changes.
+    """
+    seat = session.get(DrawSeat, seat_id)
+    if seat is None:
+        raise NotFound(f"no seat {seat_id}")
+    draw = _locked(session, seat.draw_id)
+    check_drawing_staff(actor, _project(session, draw.project_id))
+    session.refresh(seat)
+    if seat.status != "confirmed" or draw.status not in ("drawn", "revealed"):
+        raise InvalidState(f"seat {seat_id} is {seat.status} in a {draw.status} draw; only a confirmed seat is "
+                           "replaced")
+    if not reason.strip():
+        raise EngineError("a replacement needs a reason", field="reason")
+    redraws = [*draw.redraws, {"class_code": seat.class_code, "replaced": seat.expert_id, "grounds": grounds}]
+    picks = select_sequence(draw.seed or "", Plan.from_dict(draw.plan).seats, draw.eligible, redraws)
+    new = picks[-1]
+    seat.status, seat.reason = "replaced", reason.strip()
+    draw.redraws = redraws
+    replacement = DrawSeat(draw_id=draw.id, order=new.order, class_code=new.class_code, position=new.position,
+                           expert_id=new.expert_id, status="pending", replaces_id=seat.id)
+    session.add(replacement)
+    session.flush()
+    audit.append(session, actor=actor.username, action="draw.replace", project_id=draw.project_id,
+                 payload={"draw_id": draw.id, "seat_id": seat.id, "grounds": grounds, "reason": seat.reason})
     audit.append(session, actor=actor.username, action="draw.redraw", project_id=draw.project_id,
                  payload={"draw_id": draw.id, "replaces": seat.id, "pick": asdict(new)})
     return replacement
@@ -543,7 +584,7 @@ def replay_draw(record: dict[str, Any]) -> Replay:
     seed = seed_of(record["project_code"] or "", datetime.fromisoformat(record["drawn_at"]), record["nonce"])
     plan = Plan.from_dict(record["plan"])
     picks = tuple(select_sequence(seed, plan.seats, record["eligible"], record["redraws"]))
-    declined = {(r["class_code"], r["declined"]) for r in record["redraws"]}
+    declined = {(r["class_code"], r.get("declined", r.get("replaced"))) for r in record["redraws"]}
     committee = tuple(p for p in picks if (p.class_code, p.expert_id) not in declined)
     recorded = [(s["order"], s["class_code"], s["position"], s["expert_id"]) for s in record.get("seats", [])]
     matches = seed == record["seed"] and recorded == [(p.order, p.class_code, p.position, p.expert_id) for p in picks]

@@ -29,7 +29,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, event, inspect, select
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event, inspect, select, text
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column
 
 from engine import audit, bids, clock, draw, market, pki, runtime
@@ -41,6 +41,9 @@ from engine.models import Notice, Project, User
 from engine.services import ServiceCall, service
 
 PHASES = ("qualification", "scoring")
+# 条例 §48: why a member is replaced during the evaluation (回避, 擅离职守, 健康等原因).
+GROUNDS = {"withdrawal": "回避", "absent": "擅离职守", "health": "因健康等原因不能继续评标"}
+REQUALIFIED = "更换评委后资格审查结论改变，重新评分 (the qualification outcome changed after a replacement)"
 
 
 class Evaluation(Base):
@@ -63,13 +66,20 @@ class Evaluation(Base):
     started_by: Mapped[str] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # 复核: 0 is the first evaluation; each upheld objection reopens it as review 1, 2, … (``reviews``: why, when).
+    review: Mapped[int] = mapped_column(Integer, default=0)
+    reviews: Mapped[list] = mapped_column(JSON, default=list)
+    # 条例 §48: members replaced during the evaluation, oldest first.
+    replacements: Mapped[list] = mapped_column(JSON, default=list)
 
 
 class EvaluationSheet(Base):
     """One member's sheet of one phase: qualification judgements or scores; fixed once submitted."""
 
     __tablename__ = "evaluation_sheets"
-    __table_args__ = (UniqueConstraint("evaluation_id", "expert_id", "kind"),)
+    # One live (not void) sheet per member, phase and review; void sheets are kept beside it.
+    __table_args__ = (Index("uq_evaluation_sheets_live", "evaluation_id", "expert_id", "kind", "review", unique=True,
+                            sqlite_where=text("voided_at IS NULL"), postgresql_where=text("voided_at IS NULL")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id"), index=True)
@@ -78,15 +88,21 @@ class EvaluationSheet(Base):
     entries: Mapped[dict] = mapped_column(JSON)
     saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    review: Mapped[int] = mapped_column(Integer, default=0)
+    # A void sheet (its member was replaced, 条例 §48) is kept and never counted.
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    void_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class EvaluationReport(Base):
-    """The committee's report (评标报告): canonical JSON and its sha256, written once."""
+    """The committee's report (评标报告) of one review: canonical JSON and its sha256, written once."""
 
     __tablename__ = "evaluation_reports"
+    __table_args__ = (UniqueConstraint("evaluation_id", "review"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id"), unique=True)
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id"), index=True)
+    review: Mapped[int] = mapped_column(Integer, default=0)
     content: Mapped[dict] = mapped_column(JSON)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -188,7 +204,7 @@ def start_evaluation(session: Session, project_id: int, actor: Actor) -> Evaluat
     evaluation = Evaluation(project_id=project.id, tender_round=terms["tender_round"], draw_id=committee.id,
                             opening_record_id=record.id, method=terms["method"], parameters=parameters, bids=rows,
                             members=members, qualified=None, status="qualification", started_by=actor.username,
-                            started_at=clock.now())
+                            started_at=clock.now(), review=0, reviews=[], replacements=[])
     session.add(evaluation)
     session.flush()
     audit.append(session, actor=actor.username, action="evaluation.start", project_id=project.id, payload={
@@ -277,10 +293,11 @@ def bid_records(session: Session, evaluation: Evaluation, actor: Actor) -> list[
 
 
 def _sheet(session: Session, evaluation: Evaluation, expert_id: int, kind: str) -> EvaluationSheet | None:
-    """Return one member's sheet of one phase, if saved."""
+    """Return one member's live sheet of one phase of the current review, if saved."""
     return session.execute(select(EvaluationSheet).where(
         EvaluationSheet.evaluation_id == evaluation.id, EvaluationSheet.expert_id == expert_id,
-        EvaluationSheet.kind == kind)).scalar_one_or_none()
+        EvaluationSheet.kind == kind, EvaluationSheet.review == evaluation.review,
+        EvaluationSheet.voided_at.is_(None))).scalar_one_or_none()
 
 
 def my_sheet(session: Session, evaluation_id: int, actor: Actor, kind: str) -> EvaluationSheet | None:
@@ -290,10 +307,21 @@ def my_sheet(session: Session, evaluation_id: int, actor: Actor, kind: str) -> E
     return _sheet(session, evaluation, actor.user_id, kind)
 
 
-def _sheets(session: Session, evaluation: Evaluation, kind: str) -> dict[int, EvaluationSheet]:
-    rows = session.execute(select(EvaluationSheet).where(EvaluationSheet.evaluation_id == evaluation.id,
-                                                         EvaluationSheet.kind == kind)).scalars()
-    return {row.expert_id: row for row in rows}
+def _sheets(session: Session, evaluation: Evaluation, kind: str, review: int | None = None
+            ) -> dict[int, EvaluationSheet]:
+    """Return the live sheets of a phase of a review (the current one) by member: void sheets never count."""
+    rows = session.execute(select(EvaluationSheet).where(
+        EvaluationSheet.evaluation_id == evaluation.id, EvaluationSheet.kind == kind,
+        EvaluationSheet.review == (evaluation.review if review is None else review),
+        EvaluationSheet.voided_at.is_(None))).scalars()
+    return {row.expert_id: row for row in rows if review is not None or row.expert_id in evaluation.members}
+
+
+def void_sheets(session: Session, evaluation_id: int) -> list[EvaluationSheet]:
+    """Return an evaluation's void sheets (replaced members', or scores voided by a changed outcome), oldest first."""
+    return list(session.execute(select(EvaluationSheet).where(
+        EvaluationSheet.evaluation_id == evaluation_id, EvaluationSheet.voided_at.is_not(None))
+        .order_by(EvaluationSheet.id)).scalars())
 
 
 def _qualification_entries(evaluation: Evaluation, entries: dict[Any, Any], submit: bool) -> dict[str, Any]:
@@ -361,11 +389,19 @@ def _score_entries(evaluation: Evaluation, entries: dict[Any, Any], submit: bool
 
 def save_sheet(session: Session, evaluation_id: int, actor: Actor, kind: str, entries: dict[Any, Any], *,
                submit: bool = False) -> EvaluationSheet:
-    """Save (and optionally submit) the actor's sheet of the current phase; the last submission moves on."""
+    """Save (and optionally submit) the actor's sheet of the current phase; the last submission moves on.
+
+    A member who replaced another during scoring (条例 §48) first catches up on the qualification review.
+    """
     evaluation = get(session, evaluation_id, lock=True)
     check_member(evaluation, actor)
-    if kind not in PHASES or evaluation.status != kind:
+    catching_up = (kind == "qualification" and evaluation.status == "scoring"
+                   and not _is_submitted(_sheet(session, evaluation, actor.user_id, "qualification")))
+    if kind not in PHASES or (evaluation.status != kind and not catching_up):
         raise InvalidState(f"评标当前阶段为 {evaluation.status}，不能保存 {kind} (the evaluation is not in this phase)",
+                           evaluation=evaluation.id)
+    if kind == "scoring" and not _is_submitted(_sheet(session, evaluation, actor.user_id, "qualification")):
+        raise InvalidState(f"{actor.username} 须先提交资格审查再评分 (submit the qualification review first)",
                            evaluation=evaluation.id)
     row = _sheet(session, evaluation, actor.user_id, kind)
     if row is not None and row.submitted_at is not None:
@@ -375,7 +411,7 @@ def save_sheet(session: Session, evaluation_id: int, actor: Actor, kind: str, en
     at = clock.now()
     if row is None:
         row = EvaluationSheet(evaluation_id=evaluation.id, expert_id=actor.user_id, kind=kind, entries=clean,
-                              saved_at=at)
+                              saved_at=at, review=evaluation.review)
         session.add(row)
     row.entries, row.saved_at, row.submitted_at = clean, at, at if submit else None
     session.flush()
@@ -383,13 +419,43 @@ def save_sheet(session: Session, evaluation_id: int, actor: Actor, kind: str, en
                  project_id=evaluation.project_id, payload={
                      "evaluation_id": evaluation.id, "sheet_id": row.id,
                      "entries_sha256": hashlib.sha256(audit.canonical_json(clean).encode()).hexdigest()})
-    if submit and set(_submitted(session, evaluation, kind)) == set(evaluation.members):
+    if submit and catching_up:
+        _requalify(session, evaluation, actor)
+    elif submit and _phase_done(session, evaluation, kind):
         _advance(session, evaluation, actor)
     return row
 
 
+def _is_submitted(sheet: EvaluationSheet | None) -> bool:
+    return sheet is not None and sheet.submitted_at is not None
+
+
 def _submitted(session: Session, evaluation: Evaluation, kind: str) -> list[int]:
     return [e for e, row in _sheets(session, evaluation, kind).items() if row.submitted_at is not None]
+
+
+def vacancies(session: Session, evaluation: Evaluation) -> list[draw.DrawSeat]:
+    """Return the committee's seats redrawn for a replaced member and not yet confirmed (条例 §48)."""
+    return [s for s in draw.seats_of(session, evaluation.draw_id) if s.status == "pending"]
+
+
+def _phase_done(session: Session, evaluation: Evaluation, kind: str) -> bool:
+    """Tell whether every member submitted the phase and no replaced seat is still vacant."""
+    return set(_submitted(session, evaluation, kind)) == set(evaluation.members) and not vacancies(session, evaluation)
+
+
+def _prefill(session: Session, evaluation: Evaluation, kind: str, at: datetime) -> None:
+    """Give each member a draft of a review's phase from their submitted sheet of the previous review (复核)."""
+    earlier = _sheets(session, evaluation, kind, review=evaluation.review - 1)
+    allowed = {str(b) for b in (evaluation.qualified or [])} if kind == "scoring" else None
+    for expert_id in evaluation.members:
+        before = earlier.get(expert_id)
+        if before is None or before.submitted_at is None or _sheet(session, evaluation, expert_id, kind) is not None:
+            continue
+        entries = {k: v for k, v in before.entries.items() if allowed is None or k in allowed}
+        session.add(EvaluationSheet(evaluation_id=evaluation.id, expert_id=expert_id, kind=kind, entries=entries,
+                                    saved_at=at, review=evaluation.review))
+    session.flush()
 
 
 def _advance(session: Session, evaluation: Evaluation, actor: Actor) -> None:
@@ -400,8 +466,31 @@ def _advance(session: Session, evaluation: Evaluation, actor: Actor) -> None:
             evaluation.status = "scoring"
             audit.append(session, actor=actor.username, action="evaluation.scoring", project_id=evaluation.project_id,
                          payload={"evaluation_id": evaluation.id, "qualified": evaluation.qualified})
+            if evaluation.review:
+                _prefill(session, evaluation, "scoring", clock.now())
             return
     write_report(session, evaluation, actor)
+
+
+def _requalify(session: Session, evaluation: Evaluation, actor: Actor) -> None:
+    """A replacement's late qualification sheet (条例 §48): recompute the outcome; if it changed, score again."""
+    outcome = _qualification_result(session, evaluation)
+    qualified = [b["bid_id"] for b in evaluation.bids if outcome[b["bid_id"]]["passed"]]
+    if qualified == evaluation.qualified:
+        if _phase_done(session, evaluation, "scoring"):
+            _advance(session, evaluation, actor)
+        return
+    at = clock.now()
+    voided = []
+    for sheet in _sheets(session, evaluation, "scoring").values():
+        sheet.voided_at, sheet.void_reason = at, REQUALIFIED
+        voided.append(sheet.id)
+    evaluation.qualified = qualified
+    session.flush()
+    audit.append(session, actor=actor.username, action="evaluation.requalify", project_id=evaluation.project_id,
+                 payload={"evaluation_id": evaluation.id, "qualified": qualified, "voided_sheets": voided})
+    if not qualified or evaluation.method != "comprehensive":
+        write_report(session, evaluation, actor)
 
 
 def _qualification_result(session: Session, evaluation: Evaluation) -> dict[int, dict[str, Any]]:
@@ -472,20 +561,48 @@ def write_report(session: Session, evaluation: Evaluation, actor: Actor) -> Eval
                "qualification": {str(k): v for k, v in _qualification_result(session, evaluation).items()},
                "base_price": figures["base_price"], "scores": figures["bids"], "candidates": candidates,
                "written_at": at.astimezone(clock.SHANGHAI).isoformat(timespec="seconds")}
-    report = EvaluationReport(evaluation_id=evaluation.id, content=content,
+    if evaluation.review:  # 复核: the reopening and the report it supersedes (the first report has no such keys)
+        content["review"] = {**evaluation.reviews[-1], "review": evaluation.review}
+    if evaluation.replacements:  # 条例 §48: who was replaced, why, and by whom
+        content["replacements"] = [dict(r) for r in evaluation.replacements]
+    report = EvaluationReport(evaluation_id=evaluation.id, review=evaluation.review, content=content,
                               sha256=hashlib.sha256(audit.canonical_json(content).encode()).hexdigest(), created_at=at)
     session.add(report)
     evaluation.status = "signing"
     session.flush()
     audit.append(session, actor=actor.username, action="evaluation.report", project_id=evaluation.project_id,
-                 payload={"evaluation_id": evaluation.id, "report_id": report.id, "sha256": report.sha256})
+                 payload={"evaluation_id": evaluation.id, "report_id": report.id, "sha256": report.sha256,
+                          "review": evaluation.review})
     return report
 
 
 def report_of(session: Session, evaluation: Evaluation) -> EvaluationReport | None:
-    """Return an evaluation's report, if written."""
-    return session.execute(select(EvaluationReport).where(EvaluationReport.evaluation_id == evaluation.id)
+    """Return the report of the evaluation's current review, if written (earlier reviews' are superseded)."""
+    return session.execute(select(EvaluationReport).where(EvaluationReport.evaluation_id == evaluation.id,
+                                                          EvaluationReport.review == evaluation.review)
                            ).scalar_one_or_none()
+
+
+def reports_of(session: Session, evaluation: Evaluation) -> list[EvaluationReport]:
+    """Return every report of the evaluation, one per review, oldest first (all belong in the archive)."""
+    return list(session.execute(select(EvaluationReport).where(EvaluationReport.evaluation_id == evaluation.id)
+                                .order_by(EvaluationReport.review)).scalars())
+
+
+def report_history(session: Session, evaluation_id: int, actor: Actor) -> list[dict[str, Any]]:
+    """Return each review's report with its signers and whether it is superseded (members, centre staff, auditors).
+
+    Staff see the digests and who signed, never the content; the content stays with ``committee_summary``.
+    """
+    evaluation = get(session, evaluation_id)
+    check_progress_reader(session, evaluation, actor)
+    out = []
+    for report in reports_of(session, evaluation):
+        reopened = next((r for r in evaluation.reviews if r["review"] == report.review + 1), None)
+        out.append({"review": report.review, "report_id": report.id, "sha256": report.sha256,
+                    "created_at": report.created_at, "superseded": report.review < evaluation.review,
+                    "superseded_by": reopened, "signers": [s.expert_id for s in signatures_of(session, report)]})
+    return out
 
 
 def signatures_of(session: Session, report: EvaluationReport) -> list[ReportSignature]:
@@ -550,6 +667,150 @@ def sign_report(session: Session, evaluation_id: int, actor: Actor, signature: b
     return row
 
 
+# -- re-review after an upheld objection (复核, 条例 §54) ----------------------------------------------------------
+
+
+def reopen_evaluation(session: Session, evaluation_id: int, actor: str, *, reason: str, answer: str = ""
+                      ) -> Evaluation:
+    """Reopen a complete evaluation for the committee's review (复核) after an objection was upheld.
+
+    The earlier report, its signatures and the sheets stay as they are (immutable, archived); the review
+    number goes up, every member gets a draft of each phase pre-filled from their earlier sheet, and a new
+    report is written and signed by every member again. Refused unless the evaluation is complete.
+    """
+    evaluation = get(session, evaluation_id, lock=True)
+    reason = (reason or "").strip()
+    if not reason:
+        raise EngineError("复核须说明理由：成立的异议内容 (the objection upheld is required)", field="reason")
+    if evaluation.status != "complete":
+        if evaluation.review:
+            raise InvalidState(f"评标 #{evaluation.id} 的第 {evaluation.review} 次复核尚未完成，不能再次复核 "
+                               "(a review is already open)", evaluation=evaluation.id)
+        raise InvalidState(f"评标 #{evaluation.id} 尚未完成（{evaluation.status}），只有已签署完成的评标才能复核 "
+                           "(only a complete evaluation can be reopened)", evaluation=evaluation.id)
+    previous = report_of(session, evaluation)
+    at = clock.now()
+    entry = {"review": evaluation.review + 1, "reason": reason[:4000], "answer": (answer or "").strip()[:4000] or None,
+             "opened_by": actor, "opened_at": at.astimezone(clock.SHANGHAI).isoformat(timespec="seconds"),
+             "supersedes_report_id": previous.id if previous else None,
+             "supersedes_sha256": previous.sha256 if previous else None}
+    evaluation.review += 1
+    evaluation.reviews = [*evaluation.reviews, entry]
+    evaluation.status, evaluation.qualified, evaluation.completed_at = "qualification", None, None
+    session.flush()
+    _prefill(session, evaluation, "qualification", at)
+    audit.append(session, actor=actor, action="evaluation.reopen", project_id=evaluation.project_id,
+                 payload={"evaluation_id": evaluation.id, **entry})
+    return evaluation
+
+
+@service("review_evaluation")
+def review_evaluation(call: ServiceCall, tender_round: int | None = None, reason: str = "",
+                      answer: str = "") -> dict[str, Any]:
+    """Service task on the upheld-objection path: reopen the round's evaluation for the committee's review."""
+    project_id = call.project_id or call.data.get("project_id")
+    evaluation = of_project(call.session, int(project_id)) if project_id is not None else None
+    if evaluation is None or (tender_round is not None and evaluation.tender_round != int(tender_round)):
+        raise InvalidState(f"第 {tender_round} 次招标没有可复核的评标 (no evaluation of round {tender_round})")
+    row = reopen_evaluation(call.session, evaluation.id, call.actor, reason=str(reason or ""),
+                            answer=str(answer or ""))
+    entry = row.reviews[-1]
+    return {"evaluation_id": row.id, "review": row.review, "supersedes_sha256": entry["supersedes_sha256"]}
+
+
+# -- replacing a member (条例 §48) ------------------------------------------------------------------------------
+
+
+def replace_member(session: Session, evaluation_id: int, actor: Actor, expert_id: int, *, grounds: str,
+                   reason: str) -> draw.DrawSeat:
+    """Replace a member who must withdraw, left their post or cannot go on (staff of the centre, 条例 §48).
+
+    The seat is redrawn from the same stream (``draw.replace_seat``, replayable); the replaced member's sheets
+    of the current review become void (kept, never counted); the drawn expert confirms on their seats page and
+    joins the committee; no phase advances until they have submitted it.
+    """
+    evaluation = get(session, evaluation_id, lock=True)
+    project = _project(session, evaluation.project_id)
+    draw.check_drawing_staff(actor, project)
+    if evaluation.status not in PHASES:
+        raise InvalidState(f"评标 #{evaluation.id} 的评标报告已形成（{evaluation.status}），不能更换评委 "
+                           "(members are replaced only before the report is written)", evaluation=evaluation.id)
+    if expert_id not in evaluation.members:
+        raise NotFound(f"专家 {expert_id} 不是评标 #{evaluation.id} 的评标委员会成员 (not a member of this committee)",
+                       evaluation=evaluation.id)
+    if grounds not in GROUNDS:
+        raise EngineError(f"更换事由应为 {'、'.join(GROUNDS.values())} 之一 (grounds {grounds!r} unknown)",
+                          field="grounds")
+    reason = (reason or "").strip()
+    if not reason:
+        raise EngineError("更换评委须说明理由 (a reason is required; 条例 §48)", field="reason")
+    seat = next((s for s in draw.seats_of(session, evaluation.draw_id)
+                 if s.expert_id == expert_id and s.status == "confirmed"), None)
+    if seat is None:
+        raise InvalidState(f"抽取 #{evaluation.draw_id} 中没有专家 {expert_id} 已确认的席位", evaluation=evaluation.id)
+    new_seat = draw.replace_seat(session, seat.id, actor, grounds=grounds, reason=reason)
+    at = clock.now()
+    voided = []
+    for row in session.execute(select(EvaluationSheet).where(
+            EvaluationSheet.evaluation_id == evaluation.id, EvaluationSheet.expert_id == expert_id,
+            EvaluationSheet.review == evaluation.review, EvaluationSheet.voided_at.is_(None))).scalars():
+        row.voided_at, row.void_reason = at, f"{GROUNDS[grounds]}：{reason[:1000]}"
+        voided.append(row.id)
+    entry = {"expert_id": expert_id, "seat_id": seat.id, "new_seat_id": new_seat.id, "grounds": grounds,
+             "reason": reason[:4000], "review": evaluation.review, "phase": evaluation.status, "by": actor.username,
+             "at": at.astimezone(clock.SHANGHAI).isoformat(timespec="seconds"), "voided_sheets": voided}
+    evaluation.members = [m for m in evaluation.members if m != expert_id]
+    evaluation.replacements = [*evaluation.replacements, entry]
+    session.flush()
+    audit.append(session, actor=actor.username, action="evaluation.replace", project_id=evaluation.project_id,
+                 payload={"evaluation_id": evaluation.id, **entry})
+    return new_seat
+
+
+def replacement_seats(session: Session, actor: Actor) -> list[tuple[draw.DrawSeat, Evaluation, Project]]:
+    """Return the seats redrawn for the actor (an expert) during an evaluation, still to confirm or decline."""
+    if actor.user_id is None or not actor.has_role("expert"):
+        return []
+    rows = session.execute(select(draw.DrawSeat, Evaluation, Project)
+                           .join(Evaluation, Evaluation.draw_id == draw.DrawSeat.draw_id)
+                           .join(Project, Project.id == Evaluation.project_id)
+                           .where(draw.DrawSeat.expert_id == actor.user_id, draw.DrawSeat.status == "pending",
+                                  Evaluation.status.in_(PHASES))
+                           .order_by(draw.DrawSeat.id)).all()
+    return [tuple(row) for row in rows]
+
+
+def _seat_confirmed(session: Session, seat: draw.DrawSeat, actor: Actor) -> None:
+    """A redrawn seat confirmed during an evaluation: the expert joins the committee (``draw.respond`` calls this)."""
+    if seat.replaces_id is None:
+        return
+    evaluation = session.execute(select(Evaluation).where(Evaluation.draw_id == seat.draw_id,
+                                                          Evaluation.status.in_(PHASES))
+                                 .order_by(Evaluation.id.desc()).limit(1)).scalar_one_or_none()
+    if evaluation is None or seat.expert_id in evaluation.members:
+        return
+    evaluation.members = sorted([*evaluation.members, seat.expert_id])
+    evaluation.replacements = [{**r, "replaced_by": seat.expert_id} if r["new_seat_id"] == _first_seat(session, seat)
+                               else r for r in evaluation.replacements]
+    session.flush()
+    audit.append(session, actor=actor.username, action="evaluation.join", project_id=evaluation.project_id,
+                 payload={"evaluation_id": evaluation.id, "expert_id": seat.expert_id, "seat_id": seat.id})
+
+
+def _first_seat(session: Session, seat: draw.DrawSeat) -> int:
+    """Return the seat a chain of declined replacements began with: the one ``replace_member`` drew."""
+    while seat.replaces_id is not None:
+        before = session.get(draw.DrawSeat, seat.replaces_id)
+        if before is None or before.status != "declined":
+            return seat.id
+        seat = before
+    return seat.id
+
+
+if _seat_confirmed not in draw.SEAT_CONFIRMED:
+    draw.SEAT_CONFIRMED.append(_seat_confirmed)
+
+
 # -- views of the evaluation ----------------------------------------------------------------------------------
 
 
@@ -557,7 +818,10 @@ def progress(session: Session, evaluation_id: int, actor: Actor) -> dict[str, An
     """Return who submitted each phase and who signed (never scores) to members, centre staff and auditors."""
     evaluation = get(session, evaluation_id)
     check_progress_reader(session, evaluation, actor)
-    names = dict(session.execute(select(User.id, User.display_name).where(User.id.in_(evaluation.members))).all())
+    open_seats = vacancies(session, evaluation)
+    replaced = [r["expert_id"] for r in evaluation.replacements]
+    people = {*evaluation.members, *replaced, *(s.expert_id for s in open_seats)}
+    names = dict(session.execute(select(User.id, User.display_name).where(User.id.in_(people))).all())
     report = report_of(session, evaluation)
     signed = {s.expert_id: s.signed_at for s in signatures_of(session, report)} if report else {}
     phases = {kind: {e: row.submitted_at for e, row in _sheets(session, evaluation, kind).items()} for kind in PHASES}
@@ -565,7 +829,13 @@ def progress(session: Session, evaluation_id: int, actor: Actor) -> dict[str, An
             "members": [{"expert_id": e, "name": names.get(e) or str(e),
                          "qualification": phases["qualification"].get(e),
                          "scoring": phases["scoring"].get(e), "signed": signed.get(e)} for e in evaluation.members],
-            "report_sha256": report.sha256 if report else None}
+            "report_sha256": report.sha256 if report else None, "review": evaluation.review,
+            "reviews": list(evaluation.reviews),
+            "replacements": [{**r, "name": names.get(r["expert_id"]) or str(r["expert_id"]),
+                              "grounds_label": GROUNDS.get(r["grounds"], r["grounds"])}
+                             for r in evaluation.replacements],
+            "vacancies": [{"seat_id": s.id, "class_code": s.class_code, "expert_id": s.expert_id,
+                           "name": names.get(s.expert_id) or str(s.expert_id)} for s in open_seats]}
 
 
 def committee_summary(session: Session, evaluation_id: int, actor: Actor) -> dict[str, Any]:
@@ -580,12 +850,32 @@ def committee_summary(session: Session, evaluation_id: int, actor: Actor) -> dic
             "signatures": signatures_of(session, report) if report else []}
 
 
+def superseded_report(session: Session, evaluation_id: int, actor: Actor, review: int) -> EvaluationReport:
+    """Return an earlier review's report (superseded by a 复核) to the members and auditors."""
+    evaluation = get(session, evaluation_id)
+    check_progress_reader(session, evaluation, actor)
+    if not (is_member(evaluation, actor) or actor.has_role("auditor") or actor.username == "system"):
+        raise PermissionDenied(f"{actor.username} may not read the reports of evaluation {evaluation.id}")
+    report = session.execute(select(EvaluationReport).where(EvaluationReport.evaluation_id == evaluation.id,
+                                                            EvaluationReport.review == review,
+                                                            EvaluationReport.review < evaluation.review)
+                             ).scalar_one_or_none()
+    if report is None:
+        raise NotFound(f"评标 #{evaluation.id} 没有被取代的第 {review} 次评标报告 (no superseded report of review "
+                       f"{review})", evaluation=evaluation.id)
+    return report
+
+
 def published_candidates(session: Session, project_id: int, actor: Actor) -> list[dict[str, Any]]:
-    """Return the candidates to anyone once the candidates notice is published (法 §37 keeps all else sealed)."""
-    published = session.execute(select(Notice.id).where(Notice.project_id == project_id,
-                                                        Notice.kind == "candidates").limit(1)).first()
+    """Return the current report's candidates to anyone once they are published (法 §37 keeps all else sealed).
+
+    After a review (复核) only a candidates notice published since the new report was completed counts.
+    """
     evaluation = of_project(session, project_id)
     report = report_of(session, evaluation) if evaluation is not None else None
+    published = report is not None and evaluation.completed_at is not None and session.execute(
+        select(Notice.id).where(Notice.project_id == project_id, Notice.kind == "candidates",
+                                Notice.published_at >= evaluation.completed_at).limit(1)).first()
     if not published or report is None or evaluation.status != "complete":
         raise PermissionDenied(f"{actor.username}: 中标候选人尚未公示 (the candidates are not published)")
     return list(report.content["candidates"])
@@ -603,7 +893,8 @@ def evaluation_report(call: ServiceCall) -> list[dict[str, Any]]:
         raise InvalidState("评标委员会否决了所有投标，没有中标候选人 (every bid was rejected; 法 §42)")
     audit.append(call.session, actor=call.actor, action="evaluation.handover", instance_id=call.instance_id,
                  project_id=evaluation.project_id, payload={"evaluation_id": evaluation.id,
-                                                            "report_sha256": report.sha256})
+                                                            "report_sha256": report.sha256,
+                                                            "review": evaluation.review})
     return [dict(c) for c in report.content["candidates"]]
 
 
@@ -624,8 +915,16 @@ def _refuse_delete(_mapper: Any, _connection: Any, target: Any) -> None:
 
 @event.listens_for(EvaluationSheet, "before_update")
 def _refuse_submitted(_mapper: Any, _connection: Any, target: EvaluationSheet) -> None:
-    history = inspect(target).attrs.submitted_at.history
-    if any(value is not None for value in (*history.deleted, *history.unchanged)):
+    state = inspect(target)
+
+    def was_set(key: str) -> bool:
+        history = state.attrs[key].history
+        return any(value is not None for value in (*history.deleted, *history.unchanged))
+
+    if was_set("voided_at"):
+        raise ReportImmutable(f"evaluation sheet {target.id} is void and cannot be changed")
+    changed = {attr.key for attr in state.attrs if attr.history.has_changes()}
+    if was_set("submitted_at") and not changed <= {"voided_at", "void_reason"}:  # marking it void is all
         raise ReportImmutable(f"evaluation sheet {target.id} was submitted and cannot be changed")
 
 

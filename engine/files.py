@@ -15,14 +15,17 @@ import os
 import re
 import tempfile
 import zipfile
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine import audit
 from engine.actors import Actor
+from engine.clock import now
 from engine.config import Config
 from engine.errors import EngineError, NotFound, PermissionDenied
 from engine.models import StoredFile
@@ -51,6 +54,12 @@ ALIASES = {
 _OOXML = (("word/", DOCX), ("xl/", XLSX), ("ppt/", PPTX))
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _READERS = ("staff", "regulator", "auditor", "admin")
+
+
+# Functions that can re-derive a stored file's bytes from durable sources, for bytes written without fsync
+# (``keep_derived(durable=False)``): each takes (config, sha256) and returns the bytes or None. ``open_file``
+# asks them when a file is missing or empty.
+RESTORERS: list[Callable[[Config, str], bytes | None]] = []
 
 
 class FileRefused(EngineError):
@@ -161,7 +170,7 @@ def path_of(config: Config, sha256: str) -> Path:
     return config.files_dir / sha256[:2] / sha256[2:4] / sha256
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, data: bytes, *, durable: bool = True) -> None:
     if path.is_file():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,8 +178,9 @@ def _write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(temporary, path)
     except BaseException:
         with suppress(FileNotFoundError):
@@ -198,17 +208,67 @@ def store(session: Session, data: bytes, original_name: str, media_type_claimed:
     return row
 
 
+_ROW = {dialect: module.insert(StoredFile.__table__).on_conflict_do_nothing(index_elements=["sha256"])
+        for dialect, module in (("sqlite", sqlite), ("postgresql", postgresql))}
+
+
+def keep_derived(session: Session, data: bytes, name: str, media_type: str, owner: str, *, config: Config,
+                 durable: bool = True) -> dict[str, Any]:
+    """Keep bytes the platform derived itself (already checked by the caller), without an audit event of their own.
+
+    For content that is not an upload, such as the plaintext of an opened bid: the caller records it
+    in its own audit event. The bytes are written atomically; with ``durable=False`` without
+    ``fsync``, which only a caller that can re-derive them from durable sources may ask for. The
+    row is inserted once per content (an existing row keeps its first owner). Returns the form value.
+    """
+    sha256 = hashlib.sha256(data).hexdigest()
+    _write(path_of(config, sha256), data, durable=durable)
+    values = {"sha256": sha256, "size": len(data), "media_type": media_type, "original_name": name,
+              "uploaded_by": owner, "uploaded_at": now()}
+    connection = session.connection()
+    statement = _ROW.get(connection.dialect.name)
+    if statement is not None:
+        connection.execute(statement, values)
+    elif session.get(StoredFile, sha256) is None:
+        session.add(StoredFile(**values))
+        session.flush()
+    return {"sha256": sha256, "name": name, "size": len(data), "media_type": media_type}
+
+
+def rewrite(config: Config, data: bytes, sha256: str) -> None:
+    """Put back the bytes of a stored file that went missing or were damaged (durably); they must match its sha256."""
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise EngineError(f"the bytes given for stored file {sha256} do not match its sha256")
+    path = path_of(config, sha256)
+    with suppress(FileNotFoundError):
+        path.unlink()
+    _write(path, data)
+
+
 def value_of(row: StoredFile, name: str | None = None) -> dict[str, Any]:
     """Return the form value of a stored file: {sha256, name, size, media_type}."""
     return {"sha256": row.sha256, "name": name or row.original_name, "size": row.size, "media_type": row.media_type}
 
 
 def open_file(config: Config, sha256: str) -> BinaryIO:
-    """Open a stored file's bytes for reading."""
+    """Open a stored file's bytes for reading (put back by a restorer first if they are missing or empty)."""
     path = path_of(config, sha256)
-    if not path.is_file():
+    try:
+        intact = path.stat().st_size > 0  # nothing is stored empty: an empty file lost its bytes in a crash
+    except FileNotFoundError:
+        intact = False
+    if not intact and not _restore(config, sha256):
         raise NotFound(f"no stored file {sha256}")
     return path.open("rb")
+
+
+def _restore(config: Config, sha256: str) -> bool:
+    for restorer in RESTORERS:
+        data = restorer(config, sha256)
+        if data is not None:
+            rewrite(config, data, sha256)
+            return True
+    return False
 
 
 def check_download(actor: Actor, row: StoredFile) -> None:

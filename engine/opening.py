@@ -14,30 +14,38 @@ from __future__ import annotations
 import hashlib
 import re
 import zipfile
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from io import BytesIO
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, create_engine, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
+from sqlalchemy.pool import NullPool
 
 from engine import audit, bonds, clock, files, pki, scope, seal
 from engine.actors import Actor
 from engine.bids import (
+    MAX_PACKAGE_BYTES,
     Bid,
     CollusionSignal,
     Opening,
     OpeningObjection,
     OpeningRecord,
+    ReleasedKey,
     bidder_of,
+    check_own,
     my_bids,
-    own_bid,
     package_bytes,
     parse_instant,
     set_status,
 )
 from engine.config import Config
-from engine.errors import InvalidState, NotFound, PermissionDenied
+from engine.errors import Conflict, InvalidState, NotFound, PermissionDenied
+from engine.guarantees import Guarantee
 from engine.models import Instance, Organisation, Project
 from engine.services import ServiceCall, service
 
@@ -94,55 +102,134 @@ def _project_id(call: ServiceCall) -> int:
     return call.project_id
 
 
-def open_bid(session: Session, bid_id: int, content_key: bytes, actor: Actor, *, config: Config) -> Bid:
+_BIDS = Bid.__table__
+# The bid, its certificate and its opening's terms in one round trip (the certificate row always exists); plain
+# Core: loading the ORM object (25 columns) would cost more than the statement itself.
+_BID_AND_TERMS = (select(_BIDS.c.id, _BIDS.c.organisation_id, _BIDS.c.project_id, _BIDS.c.status,
+                         _BIDS.c.package_sha256, _BIDS.c.commitment, pki.Certificate.pem,
+                         Opening.bid_deadline, Opening.window_ends_at, Opening.status.label("opening_status"))
+                  .join(pki.Certificate, pki.Certificate.id == _BIDS.c.certificate_id)
+                  .outerjoin(Opening, and_(Opening.project_id == _BIDS.c.project_id,
+                                           Opening.tender_round == _BIDS.c.tender_round))
+                  .where(_BIDS.c.id == bindparam("bid_id")))
+# Only a bid still submitted is opened: a concurrent opening of the same bid finds 0 rows and is refused.
+_OPENED = _BIDS.update().where(_BIDS.c.id == bindparam("opened_bid"), _BIDS.c.status == "submitted")
+_KEY = insert(ReleasedKey.__table__)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What opening a bid recorded."""
+
+    bid_id: int
+    project_id: int
+    price: Decimal
+    document: dict[str, Any]
+    author: str | None
+    status: str = "decrypted"
+
+
+def open_bid(session: Session, bid_id: int, content_key: bytes, actor: Actor, *, config: Config) -> Opened:
     """Decrypt a bid with the content key its bidder hands over in the window; check commitment and signature.
 
     Before the deadline this refuses with BidSealed after auditing the attempt; the caller commits
-    the audit event before reporting the refusal.
+    the audit event before reporting the refusal. Once open, the document is kept in the file store
+    without fsync (should it be lost, ``files.open_file`` has it re-derived from the durable package
+    and the released key kept here, ``opened_document``); the bid row gets price, document and
+    author; one audit event ``bid.decrypt`` names the bid, its price, commitment and document. A
+    ``Bid`` the session already holds is told the new values.
     """
-    bid = own_bid(session, bid_id, actor)
-    opening = _opening(session, bid.project_id, bid.tender_round)
+    connection = session.connection()
+    bid = check_own(connection.execute(_BID_AND_TERMS, {"bid_id": bid_id}).first(), bid_id, actor)
     at = clock.now()
-    if opening is None or at < opening.bid_deadline:
+    if bid.bid_deadline is None or at < bid.bid_deadline:
         audit.append(session, actor=actor.username, action="bid.open_refused",
                      payload={"bid_id": bid.id, "reason": "before the opening"})
         raise BidSealed(f"投标文件在开标前不得解密 (bid {bid_id} cannot be opened before the opening; "
                         "电子招标投标办法 §26)", bid=bid_id)
-    if opening.status != "decrypting" or at >= opening.window_ends_at:
+    if bid.opening_status != "decrypting" or at >= bid.window_ends_at:
         raise InvalidState(f"the decryption window of this opening is closed (bid {bid_id})", bid=bid_id)
     if bid.status != "submitted":
         raise InvalidState(f"bid {bid_id} is {bid.status} and is not opened", bid=bid_id)
-    opened = _decrypt(session, bid, package_bytes(config, bid), content_key)
-    document = _store_document(session, opened, actor, config)
-    bid.price, bid.document_sha256, bid.document_name = opened.price, document.sha256, opened.filename[:300]
-    bid.document_author = (author_of(opened.document) or str((opened.metadata or {}).get("author") or ""))[:200] or None
-    bid.decrypted_at = at
-    set_status(bid, "decrypted", None, at)
+    opened = _decrypt(bid, package_bytes(config, bid), content_key, bid.pem)
+    document = _keep_document(session, opened, actor.username, config)
+    author = (author_of(opened.document) or str((opened.metadata or {}).get("author") or ""))[:200] or None
+    values = {"price": opened.price, "document_sha256": document["sha256"], "document_name": opened.filename[:300],
+              "document_author": author, "decrypted_at": at, "status": "decrypted", "status_reason": None,
+              "status_at": at}
+    if connection.execute(_OPENED, {"opened_bid": bid_id, **values}).rowcount != 1:
+        raise Conflict(f"bid {bid_id} was opened by another request at the same time", bid=bid_id)
+    held = session.identity_map.get(identity_key(Bid, bid_id))
+    if held is not None:  # e.g. the web view's own_bid: the row holds these now, and so does the object
+        for name, value in values.items():
+            set_committed_value(held, name, value)
+    connection.execute(_KEY, {"bid_id": bid_id, "content_key": content_key, "released_at": at})
     audit.append(session, actor=actor.username, action="bid.decrypt", project_id=bid.project_id, payload={
-        "bid_id": bid.id, "price": opened.price, "document_sha256": document.sha256, "commitment": bid.commitment})
-    return bid
+        "bid_id": bid_id, "price": opened.price, "document_sha256": document["sha256"], "document": document,
+        "commitment": bid.commitment})
+    return Opened(bid_id, bid.project_id, opened.price, document, author)
 
 
-def _decrypt(session: Session, bid: Bid, package: bytes, content_key: bytes) -> seal.Bid:
-    certificate = session.get(pki.Certificate, bid.certificate_id)
+def _decrypt(bid: Any, package: bytes, content_key: bytes, certificate_pem: str) -> seal.Bid:
+    """Parse, check against the submitted commitment, verify the signature, decrypt (``bid``: id, commitment)."""
     try:
         parsed = seal.parse(package)
         if parsed.header["commitment"] != bid.commitment:
             raise seal.SealError("the stored package is not the one submitted")
-        seal.verify_signature(parsed, seal.certificate_public_key(certificate.pem.encode()))
+        seal.verify_signature(parsed, seal.certificate_public_key(certificate_pem.encode()))
         return seal.open_package(parsed, content_key)
     except seal.SealError as err:
         raise InvalidState(f"解密失败 (decryption failed): {err}", bid=bid.id) from None
 
 
-def _store_document(session: Session, opened: seal.Bid, actor: Actor, config: Config):
+def _document_name_and_type(opened: seal.Bid) -> tuple[str, str]:
+    name = files.clean_name(opened.filename)
     try:
-        return files.store(session, opened.document, opened.filename, None, actor, config=config,
-                           allowed_types=DOCUMENT_TYPES)
-    except files.FileRefused:
+        return name, files.check(opened.document, name, None, max_bytes=MAX_PACKAGE_BYTES,
+                                 allowed_types=DOCUMENT_TYPES)
+    except files.FileRefused as err:
+        if err.reason in ("empty", "too_large"):
+            raise
         # The name's extension disagrees with the content; keep the bytes under a neutral name.
-        return files.store(session, opened.document, opened.filename + ".bin", None, actor, config=config,
-                           allowed_types=DOCUMENT_TYPES | {files.OCTET_STREAM})
+        name = files.clean_name(opened.filename + ".bin")
+        return name, files.check(opened.document, name, None, max_bytes=MAX_PACKAGE_BYTES,
+                                 allowed_types=DOCUMENT_TYPES | {files.OCTET_STREAM})
+
+
+def _keep_document(session: Session, opened: seal.Bid, owner: str, config: Config) -> dict[str, Any]:
+    name, media_type = _document_name_and_type(opened)
+    return files.keep_derived(session, opened.document, name, media_type, owner, config=config, durable=False)
+
+
+def opened_document(session: Session, config: Config, bid: Bid) -> bytes:
+    """Re-derive an opened bid's document from its sealed package and the key its bidder released."""
+    key = session.get(ReleasedKey, bid.id)
+    if bid.status != "decrypted" or key is None:
+        raise InvalidState(f"bid {bid.id} was not opened with a released key (it is {bid.status})", bid=bid.id)
+    pem = session.get(pki.Certificate, bid.certificate_id).pem
+    document = _decrypt(bid, package_bytes(config, bid), key.content_key, pem).document
+    if hashlib.sha256(document).hexdigest() != bid.document_sha256:
+        raise InvalidState(f"bid {bid.id}: the re-derived document does not match the recorded sha256", bid=bid.id)
+    return document
+
+
+def _restore_opened_document(config: Config, sha256: str) -> bytes | None:
+    """The file store's restorer for opened documents lost from the store (written without fsync at the opening).
+
+    It reads through a plain engine of its own: on SQLite without ``make_engine``'s BEGIN IMMEDIATE,
+    so that it reads (WAL) while the caller's own transaction holds the write lock.
+    """
+    engine = create_engine(config.db_url, poolclass=NullPool)
+    try:
+        with Session(engine) as session:
+            bid = session.execute(select(Bid).join(ReleasedKey, ReleasedKey.bid_id == Bid.id).where(
+                Bid.document_sha256 == sha256, Bid.status == "decrypted").order_by(Bid.id).limit(1)).scalar()
+            return opened_document(session, config, bid) if bid is not None else None
+    finally:
+        engine.dispose()
+
+
+files.RESTORERS.append(_restore_opened_document)
 
 
 _PDF_AUTHOR = re.compile(rb"/Author\s*\(([^)]{1,200})\)")
@@ -151,7 +238,8 @@ _DC_CREATOR = re.compile(rb"<dc:creator>([^<]{1,200})</dc:creator>")
 
 def author_of(document: bytes) -> str | None:
     """Return the author recorded in a PDF's info dictionary or a DOCX's core properties, if any."""
-    match = _PDF_AUTHOR.search(document[:1_000_000])
+    head = document[:1_000_000]
+    match = _PDF_AUTHOR.search(head) if b"/Author" in head else None  # a plain scan first: most have none
     if match is None and document.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(BytesIO(document)) as archive:
@@ -227,9 +315,11 @@ def _round_bids(session: Session, opening: Opening) -> list[Bid]:
 
 def _record_content(session: Session, project: Project, opening: Opening, bids: list[Bid],
                     at: datetime) -> dict[str, Any]:
+    names = {row.id: row for row in session.execute(select(Organisation.id, Organisation.name, Organisation.uscc)
+                                                    .where(Organisation.id.in_({b.organisation_id for b in bids})))}
     rows = []
     for bid in bids:
-        organisation = session.get(Organisation, bid.organisation_id)
+        organisation = names[bid.organisation_id]
         rows.append({"bid_id": bid.id, "bidder_name": organisation.name, "bidder_uscc": organisation.uscc,
                      "submitted_at": bid.submitted_at.astimezone(clock.SHANGHAI).isoformat(timespec="seconds"),
                      "package_sha256": bid.package_sha256, "bond_state": bid.bond_state,
@@ -268,9 +358,9 @@ def record_collusion_signals(session: Session, opening: Opening, bids: list[Bid]
     """Record the 条例 §40 signals among the bids of an opening: same file, author, IP, device, payer account."""
     valid = [b for b in bids if b.status in ("decrypted", "undecrypted", "rejected")]
     keys: dict[str, dict[str, list[Bid]]] = {kind: {} for kind in SIGNAL_KINDS}
+    payers = _payer_accounts(session, opening) if valid else {}
     for bid in valid:
-        payer = bonds.bond_status(session, bid.project_id, bid.organisation_id,
-                                  deadline=opening.bid_deadline).payer_account
+        payer = payers.get(bid.organisation_id)
         for kind, value in (("same_document", bid.document_sha256), ("same_author", bid.document_author),
                             ("same_ip", bid.remote_addr), ("same_device", bid.device_fingerprint),
                             ("same_payer_account", payer)):
@@ -286,6 +376,24 @@ def record_collusion_signals(session: Session, opening: Opening, bids: list[Bid]
                                                bid_ids=sorted(b.id for b in group), recorded_at=at))
     session.add_all(signals)
     return signals
+
+
+def _payer_accounts(session: Session, opening: Opening) -> dict[int, str]:
+    """Return each bidder's bond payer accounts at the deadline, as ``bonds.bond_status`` states them, in 2 queries.
+
+    Like ``bond_status``: a bidder with an electronic guarantee submitted before the deadline has
+    no payer account; otherwise the sorted payer accounts of the payments into its sub-account.
+    """
+    guaranteed = set(session.execute(select(Guarantee.bidder_id).where(
+        Guarantee.project_id == opening.project_id, Guarantee.submitted_at < opening.bid_deadline)).scalars())
+    accounts: dict[int, set[str]] = {}
+    for bidder_id, payer in session.execute(select(bonds.BondAccount.bidder_id, bonds.BondPayment.payer_account)
+                                            .join(bonds.BondPayment,
+                                                  bonds.BondPayment.account_id == bonds.BondAccount.id)
+                                            .where(bonds.BondAccount.project_id == opening.project_id)):
+        if bidder_id not in guaranteed:
+            accounts.setdefault(bidder_id, set()).add(payer)
+    return {bidder_id: ", ".join(sorted(payers)) for bidder_id, payers in accounts.items() if payers}
 
 
 # -- who sees what after the opening -------------------------------------------------------------------------

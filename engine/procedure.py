@@ -80,7 +80,7 @@ def committee_problem(session: Session, project_id: int, tender_round: int | Non
     if opening is not None and row.prepared_at < opening.bid_deadline:
         return (f"抽取 #{row.id} 早于本轮开标（第 {opening.tender_round} 次招标），请为本轮重新抽取 "
                 f"(draw {row.id} was prepared before the round's bid deadline)")
-    seats = [s for s in draw.seats_of(session, row.id) if s.status != "declined"]
+    seats = [s for s in draw.seats_of(session, row.id) if s.status not in ("declined", "replaced")]
     pending = [s for s in seats if s.status != "confirmed"]
     if pending:
         return (f"抽取 #{row.id} 还有 {len(pending)} 名专家未确认参加评标，请待全部确认后再提交 "
@@ -144,8 +144,10 @@ def evaluation_problem(session: Session, project_id: int, tender_round: int | No
                 "(the evaluation of this round has not started)")
     if row.status != "complete" or evaluation.report_of(session, row) is None:
         stage = {"qualification": "资格审查", "scoring": "评分", "signing": "签署评标报告"}.get(row.status, row.status)
-        return (f"评标 #{row.id} 尚未完成（当前阶段：{stage}），评标委员会全体成员签署评标报告后再提交 "
-                f"(evaluation {row.id} is {row.status}; 条例 §53)")
+        review = f"第 {row.review} 次复核" if row.review else "评标"
+        return (f"评标 #{row.id} 的{review}尚未完成（当前阶段：{stage}），评标委员会全体成员签署"
+                f"{'复核后的' if row.review else ''}评标报告后再提交 "
+                f"(evaluation {row.id}{f' review {row.review}' if row.review else ''} is {row.status}; 条例 §53)")
     return None
 
 

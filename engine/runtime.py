@@ -211,7 +211,27 @@ def _open_task(session: Session, task_id: str) -> tuple[InboxTask, Loaded]:
         raise Conflict(f"task {task_id} was already completed by {done.completed_by} at "
                        f"{done.completed_at.astimezone(clock.SHANGHAI).isoformat(timespec='seconds')}",
                        task=task_id, completed_by=done.completed_by)
+    paused = _halted_instance_of(session, task_id)
+    if paused is not None:
+        reason = f" ({paused.status_reason})" if paused.status_reason else ""
+        raise InvalidState(f"instance {paused.id} is {paused.status}{reason}; its task {task_id} cannot be "
+                           "completed", instance=paused.id, task=task_id)
     raise NotFound(f"no open task {task_id}", task=task_id)
+
+
+def _halted_instance_of(session: Session, task_id: str) -> Instance | None:
+    """Return the suspended or failed instance whose state holds ``task_id``, if any.
+
+    Such an instance has no inbox rows, so ``_OPEN_TASK`` cannot find its tasks. This lookup runs only on that
+    refusal path: a stale form submitted while, say, a complaint pauses the project (条例 §62) is told why.
+    """
+    try:
+        UUID(task_id)
+    except ValueError:
+        return None
+    return session.execute(select(Instance).where(Instance.status.in_(("suspended", "error")),
+                                                  Instance.state.contains(task_id))
+                           .limit(1)).scalar_one_or_none()
 
 
 def _check_keys(data: dict[str, Any]) -> None:

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 HANDLER_MODULES: tuple[str, ...] = ("engine.notices", "engine.witness", "engine.archive", "engine.complaints",
                                    "engine.bond_refunds", "engine.opening",
                                    "engine.evaluation",
-                                   "engine.procedure")
+                                   "engine.procedure",
+                                   "engine.award")
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,11 @@ def test_a_finished_project_is_archived_with_every_item_and_verifies(ctx, world,
     kinds = {}
     for item in manifest["items"]:
         kinds.setdefault(item["kind"], []).append(item)
-    assert sorted(kinds) == ["audit", "definition", "file", "instance", "notice", "project"]
+    assert sorted(kinds) == ["audit", "definition", "evaluation_report", "file", "instance", "letter", "notice",
+                             "project"]
+    assert sorted(i["source"]["kind"] for i in kinds["letter"]) == ["award", "result", "result"]  # 法 §45
+    assert [(i["source"]["review"], i["sha256"]) for i in kinds["evaluation_report"]] == [
+        (0, i["source"]["sha256"]) for i in kinds["evaluation_report"]]  # the report's own sha256
     with ctx.sessions() as s:
         published = s.execute(select(Notice).where(Notice.project_id == world.project_id)).scalars().all()
         trail = projects.project_trail(s, s.get(projects.Project, world.project_id))

@@ -16,7 +16,7 @@ from bidworld import document, give_guarantee, make_market, pay_bond, sealed
 from sqlalchemy import select, text
 from test_construction_tender import Run, to_bidding, world  # noqa: F401 - the world fixture
 
-from engine import audit, bids, credit, opening, pki, seal
+from engine import audit, bids, bonds, credit, opening, pki, seal
 from engine.actors import SYSTEM
 from engine.credit import CreditInput, SanctionedError
 from engine.errors import InvalidState
@@ -145,6 +145,13 @@ def test_five_bidders_sealed_submission_and_the_opening(ctx, scenario, world):  
     pair = tuple(sorted((guaranteed.organisation_id, resubmit.organisation_id)))
     assert ("same_author", pair) in kinds and ("same_ip", pair) in kinds
     assert ("same_payer_account", tuple(sorted((resubmit.organisation_id, plain.organisation_id)))) in kinds
+    with ctx.sessions() as s:  # the record reads all payer accounts at once, as bond_status states them one by one
+        current = opening.latest_opening(s, world.project_id)
+        payers = opening._payer_accounts(s, current)
+        for bid in s.execute(select(bids.Bid).where(bids.Bid.project_id == world.project_id)).scalars():
+            assert payers.get(bid.organisation_id) == bonds.bond_status(
+                s, world.project_id, bid.organisation_id, deadline=current.bid_deadline).payer_account
+        assert payers.get(guaranteed.organisation_id) is None and payers.get(plain.organisation_id)
 
     run.do("confirm_opening", {"opening_record_confirmed": True,
                                "opening_answers": [{"objection_id": objection.id, "answer": "系统时钟为准，未推迟。"}]})

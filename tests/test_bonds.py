@@ -181,7 +181,12 @@ def test_bond_from_another_account_holder_is_flagged(ctx, world, sim):
     receipt = receive(ctx, sim, sim.notification(number, BID_BOND, "622299999999"))
     assert receipt.answer["flags"] == [bonds.FLAG_FOREIGN_PAYER]
     state = status(ctx, world)
-    assert state.state == "paid" and state.flags == (bonds.FLAG_FOREIGN_PAYER,) and "第二十六条" in state.detail
+    assert state.state == "paid" and state.flags == (bonds.FLAG_FOREIGN_PAYER,)
+    # One message as the engine writes them: the Chinese notes first, then the English once in brackets.
+    assert state.detail == ("截止时间前到账 80000.00 元；付款人不是投标人本单位账户（条例第二十六条） "
+                            "(paid in full before the deadline; paid from an account not the bidder's own)")
+    # The same notes, by code with their values, for pages that say them in the reader's language.
+    assert state.notes == (bonds.BondNote("paid", {"on_time": "80000.00"}), bonds.BondNote(bonds.FLAG_FOREIGN_PAYER))
 
 
 def test_register_bank_checks_its_input(ctx, world):

@@ -518,6 +518,8 @@ def test_late_contract_and_report_escalate_to_the_regulator_while_the_procedure_
 
 
 def test_publicity_timer_objections_and_re_evaluation(ctx, fixed_clock, world):
+    from engine import instructions
+
     run = Run(ctx, fixed_clock, world)
     to_bidding(run)
     to_evaluation(run)
@@ -536,26 +538,76 @@ def test_publicity_timer_objections_and_re_evaluation(ctx, fixed_clock, world):
     run.do("answer_objection", {"objection_answer": "经核查，该项目经理在建工程已竣工验收。",
                                 "objection_upheld": False})
     assert set(run.open()) == {"raise_objection", "publicity_late"}  # the publicity goes on
+    with ctx.sessions() as s:
+        first = ev.report_of(s, ev.of_project(s, world.project_id))
+        first_id, first_sha, first_content = first.id, first.sha256, copy.deepcopy(first.content)
     run.do("raise_objection", objection)
     run.do("answer_objection", {"objection_answer": "经核查异议属实，由评标委员会复核。", "objection_upheld": True})
     assert set(run.open()) == {"evaluate_bids", "publicity_late"}
+    # The upheld objection reopened the evaluation (复核): review 1, the first report kept as signed.
+    assert run.data()["evaluation_review"]["review"] == 1
+    with ctx.sessions() as s:
+        row = ev.of_project(s, world.project_id)
+        assert (row.status, row.review) == ("qualification", 1)
+        assert row.reviews[0]["reason"] == objection["objection_content"]
+        kept = s.get(ev.EvaluationReport, first_id)
+        assert (kept.sha256, kept.content) == (first_sha, first_content)
     run.at("2026-10-28T09:00:00+08:00")
+    run.do("evaluate_bids", evaluation(world))  # not yet: the review's report is not signed
+    assert set(run.open()) == {"evaluate_bids", "publicity_late"}
+    assert "第 1 次复核尚未完成" in run.data()["evaluation_state"]["problem"]
+    task = run.open()["evaluate_bids"]
+    with ctx.sessions() as s:
+        html = instructions.render_task(runtime.load(s, run.id).workflow.get_task_from_id(UUID(task.task_id))).html
+    assert "第 1 次复核" in html and objection["objection_content"] in html
+    review_objection(run, BIDDERS[0][1])
     run.do("evaluate_bids", evaluation(world))
+    assert [(c["rank"], c["bidder_uscc"]) for c in run.data()["candidates"]] == [(1, BIDDERS[1][1]), (2, BIDDERS[2][1])]
     run.do("prepare_publicity", PUBLICITY)
     assert [n.kind for n in run.notices()] == ["tender", "candidates", "candidates"]
+    assert [c["bidder_uscc"] for c in run.notices()[-1].data["candidates"]] == [BIDDERS[1][1], BIDDERS[2][1]]
+    with ctx.sessions() as s:
+        shown = ev.published_candidates(s, world.project_id, world.actors["ten"])
+        assert [c["bidder_uscc"] for c in shown] == [BIDDERS[1][1], BIDDERS[2][1]]
+        assert [r.review for r in ev.reports_of(s, ev.of_project(s, world.project_id))] == [0, 1]
     run.at("2026-10-30T09:00:00+08:00")
     run.do("raise_objection", objection)
     assert run.data()["publicity_ends_at"] == "2026-11-03T00:00:00+08:00"
     run.at("2026-11-03T09:00:00+08:00")  # answered after the publicity ended: straight to the award
     run.do("answer_objection", {"objection_answer": "异议不成立。", "objection_upheld": False})
     assert set(run.open()) == {"confirm_award", "publicity_late"}
-    run.do("confirm_award", {"winner_name": BIDDERS[0][0], "winner_uscc": BIDDERS[0][1],
-                             "winning_price": BIDDERS[0][2], "award_notice": world.pdf})
+    run.do("confirm_award", {"winner_name": BIDDERS[1][0], "winner_uscc": BIDDERS[1][1],
+                             "winning_price": BIDDERS[1][2], "award_notice": world.pdf})
     run.do("witness_organisation", organisation_witness(world))
     # the escalation sits outside the stages: the organisation stage ended, the witness stage goes on
     assert set(run.open()) == {"sign_contract", "report_to_department", "publicity_late"}
     run.do("publicity_late", {"overdue_action": "urge", "overdue_opinion": "立即公示。"})
     assert set(run.open()) == {"sign_contract", "report_to_department"}
+
+
+def review_objection(run: Run, uscc: str) -> None:
+    """The committee reviews (复核) on the drafts of its earlier sheets: every member now fails the bidder ``uscc`` on
+    项目经理, submits the scores as they were, and signs the new report with the key of their demo certificate."""
+    with run.ctx.sessions() as s:
+        row = ev.of_project(s, run.world.project_id)
+        eid, members = row.id, list(row.members)
+        failed = str(next(b["bid_id"] for b in row.bids if b["bidder_uscc"] == uscc))
+        actors = {m: load_actor(s, s.get(User, m).username) for m in members}
+    keys = {m: seal.load_private_key((run.market.demo.home / "demo-keys" / f"{a.username}.key.pem").read_bytes())
+            for m, a in actors.items()}
+    for kind in ("qualification", "scoring"):
+        for member in members:
+            with run.ctx.sessions.begin() as s:
+                draft = ev.my_sheet(s, eid, actors[member], kind)
+                assert draft is not None and draft.submitted_at is None and draft.review == 1  # pre-filled
+                entries = copy.deepcopy(draft.entries)
+                if kind == "qualification":
+                    entries[failed]["project_manager"] = {"passed": False, "reason": "项目经理有在建工程（异议属实）"}
+                ev.save_sheet(s, eid, actors[member], kind, entries, submit=True)
+    for member in members:
+        with run.ctx.sessions.begin() as s:
+            digest = bytes.fromhex(ev.report_of(s, ev.get(s, eid)).sha256)
+            ev.sign_report(s, eid, actors[member], keys[member].sign(digest, ec.ECDSA(hashes.SHA256())))
 
 
 def test_notices_appear_when_their_step_completes_and_never_change(ctx, fixed_clock, world):

@@ -16,6 +16,7 @@ from conftest import FIXTURES
 from sqlalchemy import select, text
 
 from engine import (
+    award,
     bids,
     bond_refunds,
     bonds,
@@ -23,7 +24,9 @@ from engine import (
     clock,
     demo_bids,
     draw,
+    evaluation,
     notices,
+    pki,
     procedure,
     projects,
     runtime,
@@ -48,6 +51,7 @@ EXPECTED = {
     "published": ({"clarify_or_amend"}, ["tender"]),
     "bidding": ({"clarify_or_amend"}, ["tender"]),
     "opened": ({"record_committee"}, ["tender"]),
+    "evaluating": ({"evaluate_bids"}, ["tender"]),
     "evaluated": ({"prepare_publicity"}, ["tender"]),
     "publicized": ({"confirm_award"}, ["tender", "candidates"]),
     "awarded": ({"witness_organisation"}, ["tender", "candidates", "result"]),
@@ -102,11 +106,18 @@ def test_the_full_scenario_seeds_projects_at_distinct_stages_and_every_state_the
     before = clock.current()
     seeded = seed(ctx)
     assert clock.current() is before and clock.now() == before.now()  # the clock is installed back
-    # every demo user, then each bidder company's user (who seals and decrypts its bids), all with the password
-    assert [login.username for login in seeded.logins] == [u[0] for u in DEMO_USERS] + [
-        "bidder-longyuan", "bidder-hexi", "bidder-qilian", "bidder-heihe", "bidder-silu"]
-    assert {tuple(login.roles) for login in seeded.logins[len(DEMO_USERS):]} == {("bidder",)}
-    assert seeded.logins[-1].display_name == BIDDERS[4].name + "投标员"
+    # every demo user, then each bidder company's user (who seals and decrypts its bids), then the experts seated
+    # on the committee of the project under evaluation, all with the password
+    bidder_logins = ["bidder-longyuan", "bidder-hexi", "bidder-qilian", "bidder-heihe", "bidder-silu"]
+    names = [login.username for login in seeded.logins]
+    assert names[:len(DEMO_USERS) + 5] == [u[0] for u in DEMO_USERS] + bidder_logins
+    bidder_rows = seeded.logins[len(DEMO_USERS):len(DEMO_USERS) + 5]
+    assert {tuple(login.roles) for login in bidder_rows} == {("bidder",)}
+    assert bidder_rows[-1].display_name == BIDDERS[4].name + "投标员"
+    seated = seeded.logins[len(DEMO_USERS) + 5:]
+    (evaluating,) = [p for p in seeded.projects if p.stage == "evaluating"]
+    assert len(seated) >= 3 and {tuple(login.roles) for login in seated} == {("expert",)}
+    assert all(f"{evaluating.code} 评标中" in login.display_name for login in seated)
     assert {login.password for login in seeded.logins} == {"demo-pass-1"}
     expected = json.loads(SCENARIO_FILE.read_text(encoding="utf-8"))
     assert [{"code": p.code, "name": p.name, "stage": p.stage, "centre": p.centre_code, "estimate": str(p.estimate)}
@@ -120,6 +131,20 @@ def test_the_full_scenario_seeds_projects_at_distinct_stages_and_every_state_the
         assert check_password(admin.password_hash, "demo-pass-1")
         bidder = s.execute(select(m.User).where(m.User.username == "bidder-silu")).scalar_one()
         assert check_password(bidder.password_hash, "demo-pass-1")
+        # the seated experts are exactly the committee of the evaluation under way, each with a certificate
+        under_way = s.execute(select(evaluation.Evaluation).where(evaluation.Evaluation.status != "complete")
+                              ).scalar_one()
+        assert under_way.status == "qualification"
+        assert s.get(m.Project, under_way.project_id).code == evaluating.code
+        members = {u.username: u for u in s.execute(select(m.User).where(m.User.id.in_(under_way.members))).scalars()}
+        assert set(members) - {"expert"} == {login.username for login in seated}
+        for user in members.values():
+            assert check_password(user.password_hash, "demo-pass-1")
+            assert pki.active_certificate(s, user.id) is not None
+            assert (ctx.config.home / "demo-keys" / f"{user.username}.key.pem").is_file()
+        pool = s.execute(select(m.User.password_hash).join(m.UserRole).where(
+            m.UserRole.role == "expert", m.User.id.not_in(under_way.members), m.User.username != "expert")).scalars()
+        assert set(pool) == {None}  # the rest of the pool has no password
         partner = s.execute(select(bonds.BankPartner).where(bonds.BankPartner.code == demo_bids.BANK_CODE)).scalar_one()
         assert partner.base_url == "http://127.0.0.1:8765"  # where `ggzy bonds banksim` listens
         # 发改 owns the catalog, 住建 the compliance tables; the rest was deployed by the system
@@ -170,17 +195,25 @@ def test_the_full_scenario_seeds_projects_at_distinct_stages_and_every_state_the
                 assert data["refund_instructions"]["instructions"] == [r.instruction_id for r in refunds]
             else:
                 assert refunds == []
-    # 8 projects (one archived), and the document_review instances: running 3, completed 1, suspended 1
-    assert statuses == Counter({"running": 10, "completed": 2, "suspended": 1})
+            letters = s.execute(select(award.ResultLetter).where(award.ResultLetter.project_id == project.id)
+                                ).scalars().all()
+            if STAGES.index(spec.stage) >= STAGES.index("awarded"):  # one per bidder, delivered (signed)
+                assert len(letters) == len(spec.bids) and [x.kind for x in letters].count("award") == 1
+                assert set(award.seals_of(s, [x.id for x in letters])) == {x.id for x in letters}
+            else:
+                assert letters == []
+    # 9 projects (one archived), and the document_review instances: running 3, completed 1, suspended 1
+    assert statuses == Counter({"running": 11, "completed": 2, "suspended": 1})
     assert timers.sweep(ctx.sessions, clock.now()).fired == 0
     with ctx.sessions() as s:
         published = s.execute(select(m.Notice.project_id).where(m.Notice.kind == "tender")).scalars().all()
-        assert len(set(published)) == 6  # every project from `published` on has its tender notice
+        assert len(set(published)) == 7  # every project from `published` on has its tender notice
         assert all(notices.verify(n) for n in s.execute(select(m.Notice)).scalars())
         page = notices.list_notices(s, category="construction", kind="tender")
         assert {n.project_id for n in page.items} == set(published)
     again = seed(ctx)
     assert {login.password for login in again.logins} == {"(unchanged)"} and again.unchanged
+    assert [login.username for login in again.logins] == names
     assert [(p.code, p.stage) for p in again.projects] == [
         (p.code, "bidding" if p.stage == "published" else p.stage) for p in seeded.projects]
     # a second run on another database: the same projects, prices, documents, notices and instants
@@ -275,3 +308,48 @@ def test_the_demo_bank_url_is_configurable(ctx, monkeypatch):
     assert demo_bids.bank_url({}) == demo_bids.bank_url({"GGZY_DEMO_BANK_URL": " "}) == "http://127.0.0.1:8765"
     assert demo_bids.bank_url({"GGZY_DEMO_BANK_URL": "https://bank.example.cn/ggzy/"}) == \
         "https://bank.example.cn/ggzy"
+
+
+def test_a_seated_expert_logs_in_and_finds_their_qualification_sheet(ctx, app, monkeypatch):
+    from conftest import login
+
+    monkeypatch.setenv("GGZY_DEMO_PASSWORD", "demo-pass-3")
+    seeded = seed(ctx, until="evaluating")
+    (project,) = seeded.projects
+    assert (project.code, project.stage) == ("ZY-2026-0001", "evaluating")
+    seated = [row for row in seeded.logins if row.roles == ["expert"] and "ZY-2026-0001 评标中" in row.display_name]
+    with ctx.sessions() as s:
+        under_way = evaluation.of_project(s, s.execute(select(m.Project.id)).scalar_one())
+        members = dict(s.execute(select(m.User.username, m.User.id).where(m.User.id.in_(under_way.members))).all())
+        bidders = [s.get(m.Organisation, b["organisation_id"]).name for b in under_way.bids]
+    assert under_way.status == "qualification" and len(bidders) == len(MAIN.bids)
+    assert {row.username for row in seated} == set(members) - {"expert"} and len(members) == 4
+    for row in seated:
+        client = app.test_client()
+        assert login(client, row.username, row.password).status_code == 302
+        own = client.get("/experts/me", follow_redirects=True).get_data(as_text=True)
+        assert row.display_name.split("（")[0] in own  # their pool profile
+        listed = client.get("/evaluation").get_data(as_text=True)
+        assert "ZY-2026-0001" in listed and MAIN.name in listed
+        page = client.get(f"/evaluation/{under_way.id}")
+        assert page.status_code == 200
+        html = page.get_data(as_text=True)
+        # their own sheet, still empty: a pass/fail choice per bid and criterion, every bidder's records
+        assert all(name in html for name in bidders) and "提交资格审查" in html
+        for bid in under_way.bids:
+            for criterion in under_way.parameters["criteria"]:
+                assert f'name="q-{bid["bid_id"]}-{criterion["key"]}" value="pass" >' in html
+    # the demo's own expert (周教授) logs in too; unless drawn, the evaluation is not theirs to see
+    zhou = app.test_client()
+    assert login(zhou, "expert", "demo-pass-3").status_code == 302
+    profile = zhou.get("/experts/me", follow_redirects=True)
+    assert profile.status_code == 200 and "周教授" in profile.get_data(as_text=True)
+    if "expert" not in members:
+        assert zhou.get(f"/evaluation/{under_way.id}").status_code == 403
+        assert "ZY-2026-0001" not in zhou.get("/evaluation").get_data(as_text=True)
+    # a pool expert who was not drawn has no password: no login
+    with ctx.sessions() as s:
+        idle = s.execute(select(m.User.username).join(m.UserRole).where(
+            m.UserRole.role == "expert", m.User.id.not_in(under_way.members), m.User.username != "expert")
+            .order_by(m.User.id).limit(1)).scalar_one()
+    assert login(app.test_client(), idle, "demo-pass-3").status_code == 401

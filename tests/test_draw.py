@@ -318,3 +318,40 @@ def test_a_failed_run_leaves_the_prepared_draw_as_it_was(world):
     with world.sessions() as s:
         row = s.get(draw.Draw, draw_id)
         assert (row.status, row.seed, row.eligible) == ("prepared", None, {})
+
+
+def test_a_member_replaced_after_the_reveal_is_redrawn_from_the_same_stream_and_replays(world):
+    """条例 §48: staff replace a confirmed expert of a revealed draw; the seat is the class's next pick, replayable."""
+    draw_id = run(world)
+    with world.sessions.begin() as s:
+        for seat in draw.seats_of(s, draw_id):
+            draw.respond(s, seat.id, SYSTEM, accept=True)
+        draw.reveal_committee(s, draw_id, load_actor(s, "staff_linze"))
+        first = draw.seats_of(s, draw_id)[0]
+        first_id, first_expert = first.id, first.expert_id
+        member = load_actor(s, s.get(User, first_expert).username)
+    before = counts(world)
+    for actor_name, error in (("bidder_one", PermissionDenied), (None, EngineError)):
+        with world.sessions.begin() as s, pytest.raises(error):
+            actor = load_actor(s, actor_name) if actor_name else load_actor(s, "staff_linze")
+            draw.replace_seat(s, first_id, actor, grounds="health", reason="" if actor_name is None else "生病")
+    with world.sessions.begin() as s, pytest.raises(PermissionDenied):
+        draw.replace_seat(s, first_id, member, grounds="health", reason="生病")
+    assert counts(world) == before
+    with world.sessions.begin() as s:
+        new = draw.replace_seat(s, first_id, load_actor(s, "staff_linze"), grounds="health", reason="突发疾病")
+        new_id, new_expert = new.id, new.expert_id
+        with pytest.raises(InvalidState, match="only a confirmed seat"):
+            draw.replace_seat(s, first_id, load_actor(s, "staff_linze"), grounds="health", reason="again")
+    with world.sessions.begin() as s:  # the drawn expert confirms although the draw is revealed
+        draw.respond(s, new_id, load_actor(s, s.get(User, new_expert).username), accept=True)
+    with world.sessions() as s:
+        seats = draw.seats_of(s, draw_id)
+        assert [x.status for x in seats] == ["replaced"] + ["confirmed"] * (len(seats) - 1)
+        assert (seats[-1].replaces_id, seats[-1].class_code) == (first_id, seats[0].class_code)
+        record = draw.draw_record(s, draw_id)
+    assert record["redraws"] == [{"class_code": seats[0].class_code, "replaced": first_expert, "grounds": "health"}]
+    replay = draw.replay_draw(json.loads(json.dumps(record)))
+    assert replay.matches
+    assert [p.expert_id for p in replay.committee] == [x.expert_id for x in seats if x.status == "confirmed"]
+    assert first_expert not in [p.expert_id for p in replay.committee] and new_expert != first_expert

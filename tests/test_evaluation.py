@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from decimal import Decimal
 
@@ -14,9 +15,9 @@ from test_construction_tender import world  # noqa: F401 - the world fixture
 from engine import audit, evaluation, evaluation_method, notices, runtime
 from engine.actors import SYSTEM
 from engine.draw import Draw
-from engine.errors import EngineError, InvalidState, PermissionDenied
+from engine.errors import EngineError, InvalidState, NotFound, PermissionDenied
 from engine.evaluation import ReportImmutable
-from engine.models import Instance
+from engine.models import Instance, Project
 from engine.pki import CertificateError
 from engine.progress import progress
 from engine.services import ServiceCall
@@ -397,3 +398,282 @@ def test_the_service_task_stops_until_the_report_is_signed_then_hands_over_the_c
         candidates = progress(runtime.load(s, instance_id)).data["candidates"]
     assert [(c["rank"], c["bidder_name"], c["price"]) for c in candidates] == [
         (1, NAMES[0], PRICES[0]), (2, NAMES[1], PRICES[1]), (3, NAMES[2], PRICES[2])]
+
+
+# -- re-review after an upheld objection (复核) -------------------------------------------------------------------
+
+
+def sign_all(ctx, ew, evaluation_id: int, members=None) -> str:
+    """Every member (or ``members``: name -> actor) signs the current report; return its sha256."""
+    with ctx.sessions() as s:
+        sha = evaluation.report_of(s, evaluation.get(s, evaluation_id)).sha256
+    for name, actor in (members or ew.members).items():
+        with ctx.sessions.begin() as s:
+            evaluation.sign_report(s, evaluation_id, actor, ew.sign(name, sha))
+    return sha
+
+
+def reopen(s, ew, reason: str = "第一中标候选人项目经理有在建工程") -> dict:
+    return evaluation.review_evaluation(ServiceCall(s, ew.run.id, ew.project_id, "ten", {}, "reopen_evaluation"),
+                                        tender_round=1, reason=reason, answer="经核查异议属实，由评标委员会复核。")
+
+
+def test_an_upheld_objection_reopens_the_evaluation_for_a_review_with_a_new_signed_report(ctx, comprehensive):
+    from engine import archive_items, pki, procedure
+
+    ew = comprehensive
+    evaluation_id = start(ctx, ew)
+    members = list(ew.members.values())
+    with ctx.sessions() as s, pytest.raises(InvalidState, match="只有已签署完成的评标才能复核"):
+        reopen(s, ew)
+    qualify(ctx, ew, evaluation_id)
+    score_all(ctx, ew, evaluation_id)
+    with ctx.sessions() as s, pytest.raises(InvalidState, match="只有已签署完成的评标才能复核"):
+        reopen(s, ew)  # signing is not complete either
+    first_sha = sign_all(ctx, ew, evaluation_id)
+    with ctx.sessions.begin() as s:
+        first = evaluation.report_of(s, evaluation.get(s, evaluation_id))
+        first_id, first_content = first.id, json.loads(json.dumps(first.content))
+        assert [c["bidder_name"] for c in first.content["candidates"]] == [NAMES[2], NAMES[0], NAMES[1]]
+        notices.publish(s, kind="candidates", title="中标候选人公示", body="…", actor="system",
+                        project_id=ew.project_id)
+    with ctx.sessions() as s, pytest.raises(EngineError, match="须说明理由"):
+        reopen(s, ew, reason="  ")
+
+    ew.run.at("2026-10-22T09:00:00+08:00")
+    with ctx.sessions.begin() as s:
+        assert reopen(s, ew) == {"evaluation_id": evaluation_id, "review": 1, "supersedes_sha256": first_sha}
+    with ctx.sessions() as s, pytest.raises(InvalidState, match="第 1 次复核尚未完成，不能再次复核"):
+        reopen(s, ew)
+    with ctx.sessions() as s:
+        row = evaluation.get(s, evaluation_id)
+        assert (row.status, row.review, row.qualified, row.completed_at) == ("qualification", 1, None, None)
+        assert row.reviews[0]["supersedes_report_id"] == first_id and row.reviews[0]["opened_by"] == "ten"
+        # The earlier report and its signatures are kept as they were, and still verify.
+        kept = s.get(evaluation.EvaluationReport, first_id)
+        assert kept.content == first_content and kept.sha256 == first_sha
+        assert hashlib.sha256(audit.canonical_json(kept.content).encode()).hexdigest() == first_sha
+        for signature in evaluation.signatures_of(s, kept):
+            pki.verify_signature(s, signature.certificate_id, bytes.fromhex(first_sha),
+                                 bytes.fromhex(signature.signature), at=signature.signed_at)
+        assert evaluation.report_of(s, row) is None
+        # Nothing is handed over or shown while the review runs.
+        assert "第 1 次复核尚未完成" in procedure.evaluation_problem(s, ew.project_id, 1)
+        with pytest.raises(InvalidState, match="尚未由评标委员会全体成员签署"):
+            evaluation.evaluation_report(ServiceCall(s, ew.run.id, ew.project_id, "system", {}, "take_report"))
+        with pytest.raises(PermissionDenied):
+            evaluation.published_candidates(s, ew.project_id, ew.world.actors["ten"])
+        # Every member has a draft of the review, pre-filled from their submitted sheet.
+        for actor in members:
+            draft = evaluation.my_sheet(s, evaluation_id, actor, "qualification")
+            earlier = s.execute(select(evaluation.EvaluationSheet).where(
+                evaluation.EvaluationSheet.evaluation_id == evaluation_id,
+                evaluation.EvaluationSheet.expert_id == actor.user_id, evaluation.EvaluationSheet.review == 0,
+                evaluation.EvaluationSheet.kind == "qualification")).scalar_one()
+            assert (draft.review, draft.submitted_at, draft.entries) == (1, None, earlier.entries)
+            assert earlier.submitted_at is not None
+    with ctx.sessions() as s, pytest.raises(PermissionDenied):
+        evaluation.save_sheet(s, evaluation_id, ew.outsider, "qualification", all_pass(ew.bid_ids), submit=True)
+
+    # The review: every member now fails the first candidate (bid 3) on 项目经理; bid 4 still fails for 3 of 5.
+    for actor in members:
+        with ctx.sessions.begin() as s:
+            entries = json.loads(json.dumps(evaluation.my_sheet(s, evaluation_id, actor, "qualification").entries))
+            entries[str(ew.bid_ids[2])]["project_manager"] = {"passed": False, "reason": "项目经理有在建工程"}
+            evaluation.save_sheet(s, evaluation_id, actor, "qualification", entries, submit=True)
+    with ctx.sessions() as s:
+        row = evaluation.get(s, evaluation_id)
+        assert (row.status, row.qualified) == ("scoring", ew.bid_ids[:2])
+        draft = evaluation.my_sheet(s, evaluation_id, members[0], "scoring")  # only the still-qualified bids
+        assert (draft.submitted_at, sorted(draft.entries)) == (None, sorted(str(b) for b in ew.bid_ids[:2]))
+    for actor in members:
+        with ctx.sessions.begin() as s:
+            entries = evaluation.my_sheet(s, evaluation_id, actor, "scoring").entries
+            evaluation.save_sheet(s, evaluation_id, actor, "scoring", entries, submit=True)
+    names = list(ew.members)
+    with ctx.sessions() as s:
+        report = evaluation.report_of(s, evaluation.get(s, evaluation_id))
+        new_sha = report.sha256
+        assert report.review == 1 and report.content["review"]["supersedes_sha256"] == first_sha
+        assert [c["bidder_name"] for c in report.content["candidates"]] == [NAMES[0], NAMES[1]]
+        with pytest.raises(CertificateError):  # a signature of the superseded report does not sign the new one
+            evaluation.sign_report(s, evaluation_id, members[0], ew.sign(names[0], first_sha))
+    with ctx.sessions.begin() as s:
+        evaluation.sign_report(s, evaluation_id, members[0], ew.sign(names[0], new_sha))
+    with ctx.sessions() as s:
+        assert "签署评标报告" in procedure.evaluation_problem(s, ew.project_id, 1)  # not every member yet
+    sign_all(ctx, ew, evaluation_id, dict(list(ew.members.items())[1:]))
+    with ctx.sessions.begin() as s:
+        row = evaluation.get(s, evaluation_id)
+        assert row.status == "complete" and procedure.evaluation_problem(s, ew.project_id, 1) is None
+        handed = evaluation.evaluation_report(ServiceCall(s, ew.run.id, ew.project_id, "system", {}, "take_report"))
+        assert [c["bidder_name"] for c in handed] == [NAMES[0], NAMES[1]]
+        # The first candidates notice was for the superseded report: not the new candidates' publication.
+        with pytest.raises(PermissionDenied):
+            evaluation.published_candidates(s, ew.project_id, ew.world.actors["ten"])
+        ew.run.at("2026-10-23T09:00:00+08:00")
+        notices.publish(s, kind="candidates", title="中标候选人公示（复核后）", body="…", actor="system",
+                        project_id=ew.project_id)
+    with ctx.sessions() as s:
+        shown = evaluation.published_candidates(s, ew.project_id, ew.world.actors["ten"])
+        assert [c["bidder_name"] for c in shown] == [NAMES[0], NAMES[1]]
+        history = evaluation.report_history(s, evaluation_id, ew.world.actors["stf"])
+        assert [(h["review"], h["sha256"], h["superseded"], len(h["signers"])) for h in history] == [
+            (0, first_sha, True, 5), (1, new_sha, False, 5)]
+        assert evaluation.superseded_report(s, evaluation_id, ew.auditor, 0).sha256 == first_sha
+        with pytest.raises(PermissionDenied):
+            evaluation.superseded_report(s, evaluation_id, ew.world.actors["stf"], 0)
+        # Both versions land in the archive, each under its own sha256.
+        items = list(archive_items.evaluation_reports(s, s.get(Project, ew.project_id)))
+        assert [(i.source["review"], i.sha256, i.source["superseded"]) for i in items] == [
+            (0, first_sha, True), (1, new_sha, False)]
+        assert audit.verify(s).ok
+        actions = list(s.execute(select(audit.AuditEvent.action).where(
+            audit.AuditEvent.action.like("evaluation.%")).order_by(audit.AuditEvent.seq)).scalars())
+    assert actions.count("evaluation.reopen") == 1 and actions.count("evaluation.report") == 2
+    assert actions.count("evaluation.complete") == 2 and actions.count("evaluation.sign") == 10
+
+
+# -- replacing a member during the evaluation (条例 §48) -----------------------------------------------------------
+
+
+def join(ctx, ew, seat_id: int) -> tuple[str, object]:
+    """The redrawn expert confirms the seat and gets a demo certificate; return (username, actor)."""
+    from engine import draw, pki
+    from engine.actors import load_actor
+    from engine.models import User
+
+    with ctx.sessions.begin() as s:
+        seat = s.get(draw.DrawSeat, seat_id)
+        user = s.get(User, seat.expert_id)
+        actor = load_actor(s, user.username)
+        draw.respond(s, seat_id, actor, accept=True)
+        _, key_path = pki.issue_demo_certificate(s, ew.run.market.demo, user, None)
+        ew.keys[user.username] = key_path.read_bytes()
+        return user.username, load_actor(s, user.username)
+
+
+def test_staff_replace_a_member_whose_sheets_become_void_and_the_replacement_evaluates(ctx, comprehensive):
+    from engine import draw
+
+    ew = comprehensive
+    evaluation_id = start(ctx, ew)
+    names, members = list(ew.members), list(ew.members.values())
+    stf = ew.world.actors["stf"]
+    qualify(ctx, ew, evaluation_id, except_last=True)  # members 1-4 submitted; member 5 has not
+    gone = members[1]
+    before = counts(ctx)
+    for actor, expert_id, grounds, reason, error, message in [
+        (members[0], gone.user_id, "withdrawal", "与投标人有利害关系", PermissionDenied, "may not draw"),
+        (ew.world.actors["ten"], gone.user_id, "withdrawal", "与投标人有利害关系", PermissionDenied, "may not draw"),
+        (stf, ew.outsider.user_id, "withdrawal", "与投标人有利害关系", NotFound, "不是评标 .* 的评标委员会成员"),
+        (stf, gone.user_id, "withdrawal", "   ", EngineError, "须说明理由"),
+        (stf, gone.user_id, "bored", "不想评了", EngineError, "更换事由"),
+    ]:
+        with ctx.sessions() as s, pytest.raises(error, match=message):
+            evaluation.replace_member(s, evaluation_id, actor, expert_id, grounds=grounds, reason=reason)
+    assert counts(ctx) == before
+
+    with ctx.sessions.begin() as s:
+        seat = evaluation.replace_member(s, evaluation_id, stf, gone.user_id, grounds="withdrawal",
+                                         reason="评标中发现与第二名投标人存在利害关系，应当回避")
+        seat_id, new_expert = seat.id, seat.expert_id
+    with ctx.sessions() as s:
+        row = evaluation.get(s, evaluation_id)
+        assert gone.user_id not in row.members and len(row.members) == 4 and new_expert not in row.members
+        (void,) = evaluation.void_sheets(s, evaluation_id)
+        assert (void.expert_id, void.submitted_at is not None) == (gone.user_id, True)
+        assert void.void_reason.startswith("回避：")
+        view = evaluation.progress(s, evaluation_id, stf)
+        assert [v["seat_id"] for v in view["vacancies"]] == [seat_id]
+        assert view["replacements"][0]["expert_id"] == gone.user_id
+    with ctx.sessions() as s:  # the class's stream is exhausted now: another replacement there is refused
+        same = next(x.expert_id for x in draw.seats_of(s, ew.draw_id)
+                    if x.status == "confirmed" and x.class_code == s.get(draw.DrawSeat, seat_id).class_code)
+    before = counts(ctx)
+    with ctx.sessions() as s, pytest.raises(EngineError, match="可抽取的专家不足"):
+        evaluation.replace_member(s, evaluation_id, stf, same, grounds="health", reason="身体不适")
+    assert counts(ctx) == before
+    with ctx.sessions() as s:  # a void sheet is kept as it is
+        (void,) = evaluation.void_sheets(s, evaluation_id)
+        void.entries = {}
+        with pytest.raises(ReportImmutable):
+            s.flush()
+    with ctx.sessions() as s, pytest.raises(PermissionDenied):
+        evaluation.save_sheet(s, evaluation_id, gone, "qualification", all_pass(ew.bid_ids), submit=True)
+    qualify_last(ctx, ew, evaluation_id)
+    with ctx.sessions() as s:  # every remaining member submitted, but the seat is vacant: no advance
+        assert evaluation.get(s, evaluation_id).status == "qualification"
+
+    name, newcomer = join(ctx, ew, seat_id)
+    with ctx.sessions() as s:
+        assert newcomer.user_id in evaluation.get(s, evaluation_id).members
+        assert evaluation.my_sheet(s, evaluation_id, newcomer, "qualification") is None
+    with ctx.sessions.begin() as s:
+        evaluation.save_sheet(s, evaluation_id, newcomer, "qualification",
+                              all_pass(ew.bid_ids, qualification=(ew.bid_ids[3], FAIL_REASON)), submit=True)
+    with ctx.sessions() as s:
+        row = evaluation.get(s, evaluation_id)
+        assert (row.status, row.qualified) == ("scoring", ew.bid_ids[:3])
+    committee = {**{n: a for n, a in ew.members.items() if a is not gone}, name: newcomer}
+    for actor in committee.values():
+        with ctx.sessions.begin() as s:
+            evaluation.save_sheet(s, evaluation_id, actor, "scoring", scores(ew, "25", "9"), submit=True)
+    with ctx.sessions() as s:
+        report = evaluation.report_of(s, evaluation.get(s, evaluation_id))
+        assert {m["expert_id"] for m in report.content["committee"]} == {a.user_id for a in committee.values()}
+        assert report.content["replacements"][0]["replaced_by"] == newcomer.user_id
+        failures = report.content["qualification"][str(ew.bid_ids[3])]["failures"]
+        assert gone.user_id not in {f["expert_id"] for f in failures}  # the void judgement is not counted
+    with ctx.sessions() as s, pytest.raises(PermissionDenied):
+        evaluation.sign_report(s, evaluation_id, gone, ew.sign(names[1], report.sha256))
+    sign_all(ctx, ew, evaluation_id, committee)
+    with ctx.sessions() as s:
+        assert evaluation.get(s, evaluation_id).status == "complete"
+        replay = draw.replay_draw(draw.draw_record(s, ew.draw_id))
+        assert replay.matches and {p.expert_id for p in replay.committee} == {a.user_id for a in committee.values()}
+        assert audit.verify(s).ok
+        actions = set(s.execute(select(audit.AuditEvent.action)).scalars())
+    assert {"evaluation.replace", "evaluation.join", "draw.replace", "draw.redraw"} <= actions
+    with ctx.sessions() as s, pytest.raises(InvalidState, match="不能更换评委"):
+        evaluation.replace_member(s, evaluation_id, stf, newcomer.user_id, grounds="health", reason="生病")
+
+
+def test_a_replacement_during_scoring_reviews_qualification_first_and_a_changed_outcome_voids_the_scores(
+        ctx, comprehensive):
+    ew = comprehensive
+    evaluation_id = start(ctx, ew)
+    members = list(ew.members.values())
+    stf = ew.world.actors["stf"]
+    qualify(ctx, ew, evaluation_id)  # bid 4 fails 资质 for members 1-3
+    score_all(ctx, ew, evaluation_id, skip=4)
+    with ctx.sessions.begin() as s:
+        seat_id = evaluation.replace_member(s, evaluation_id, stf, members[0].user_id, grounds="absent",
+                                            reason="评标期间擅自离开，联系不上").id
+    name, newcomer = join(ctx, ew, seat_id)
+    with ctx.sessions() as s, pytest.raises(InvalidState, match="须先提交资格审查"):
+        evaluation.save_sheet(s, evaluation_id, newcomer, "scoring", scores(ew, "25", "9"), submit=True)
+    with ctx.sessions.begin() as s:  # the replacement passes bid 4: now only 2 of 5 fail it
+        evaluation.save_sheet(s, evaluation_id, newcomer, "qualification", all_pass(ew.bid_ids), submit=True)
+    with ctx.sessions() as s:
+        row = evaluation.get(s, evaluation_id)
+        assert (row.status, row.qualified) == ("scoring", ew.bid_ids)
+        voided = evaluation.void_sheets(s, evaluation_id)
+        # the replaced member's two sheets, and the three scoring sheets made for the old outcome
+        assert sorted((v.expert_id, v.kind) for v in voided) == sorted(
+            [(members[0].user_id, "qualification"), (members[0].user_id, "scoring")]
+            + [(a.user_id, "scoring") for a in members[1:4]])
+        assert evaluation.my_sheet(s, evaluation_id, members[1], "scoring") is None
+    committee = [newcomer, *members[1:]]
+    sheet = {**scores(ew, "25", "9"), str(ew.bid_ids[3]): {"f2": "20", "f3": "7"}}
+    for actor in committee:
+        with ctx.sessions.begin() as s:
+            evaluation.save_sheet(s, evaluation_id, actor, "scoring", sheet, submit=True)
+    with ctx.sessions() as s:
+        row = evaluation.get(s, evaluation_id)
+        report = evaluation.report_of(s, row)
+        assert row.status == "signing" and len(report.content["scores"]) == 4
+        assert [m["expert_id"] for m in report.content["committee"]] == sorted(a.user_id for a in committee)
+    assert sign_all(ctx, ew, evaluation_id, {name: newcomer, **dict(list(ew.members.items())[1:])}) == report.sha256
+    with ctx.sessions() as s:
+        assert evaluation.get(s, evaluation_id).status == "complete"

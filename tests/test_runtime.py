@@ -175,8 +175,12 @@ def test_suspend_resume_terminate_with_reasons(example, users):
         runtime.suspend(s, iid, "投诉处理期间暂停 complaint under review", users["zhao"])
     assert instance(example, iid).status == "suspended"
     assert open_tasks(example, iid) == []
-    with example.sessions.begin() as s, pytest.raises(NotFound):
+    # a stale form submitted during the pause is told why, not "no open task"
+    with example.sessions.begin() as s, pytest.raises(
+            InvalidState, match=rf"instance {iid} is suspended \(投诉处理期间暂停 complaint under review\); its task"):
         runtime.complete_task(s, task_id, SUBMISSION, users["zhang"])
+    with example.sessions.begin() as s, pytest.raises(NotFound, match="no open task"):
+        runtime.complete_task(s, "00000000-0000-0000-0000-000000000000", SUBMISSION, users["zhang"])
     with example.sessions.begin() as s:
         runtime.resume(s, iid, "complaint dismissed", users["zhao"])
     assert instance(example, iid).status == "running"

@@ -11,9 +11,11 @@ import pytest
 from bondkit import BID_BOND, CODE, DEADLINE, complete, make_world
 from browser import browser_login, shot
 from conftest import csrf_of, login
+from sqlalchemy import select
 
 from engine import bank, bonds, clock, guarantees
 from engine.banksim import BankSim
+from engine.models import AuditEvent
 
 
 @pytest.fixture
@@ -78,6 +80,43 @@ def test_a_bidder_uploads_a_guarantee_and_a_tampered_one_is_refused_by_name(app,
                 follow_redirects=True, content_type="multipart/form-data")
     html = good.get_data(as_text=True)
     assert "电子保函 BH-WEB-0001 核验通过" in html and 'data-state="guarantee"' in html
+
+
+def test_a_refused_guarantee_stays_audited_and_an_unknown_code_is_a_message(app, ctx, world):
+    b1 = client_of(app, "b1")
+    bad = post(b1, "/bonds/guarantee", {"project_code": CODE, "document": (io.BytesIO(b"{}"), "bh.json")},
+               follow_redirects=True, content_type="multipart/form-data")
+    assert bad.status_code == 200 and "电子保函未通过核验（format）" in bad.get_data(as_text=True)
+    unknown = post(b1, "/bonds/guarantee", {"project_code": "LZ-2099-0001",
+                                            "document": (io.BytesIO(guarantee_file(world)), "bh.json")},
+                   follow_redirects=True, content_type="multipart/form-data")
+    assert unknown.status_code == 200 and "没有交易编码为 &#39;LZ-2099-0001&#39; 的项目" in unknown.get_data(
+        as_text=True)
+    with ctx.sessions.begin() as s:
+        refused = s.execute(select(AuditEvent).where(AuditEvent.action == "guarantee.refused")).scalars().all()
+        assert [json.loads(e.payload)["check"] for e in refused] == ["format"]
+        assert guarantees.accepted_guarantee(s, world.project_id, world.bidders[1], deadline=DEADLINE) is None
+
+
+def test_bond_notes_read_in_the_reader_s_language_only(app, ctx, world):
+    pay(ctx, world, 0, payer="622299999999")
+    b0 = client_of(app, "b0")
+    zh = b0.get("/bonds").get_data(as_text=True)
+    assert "截止时间前到账 80000.00 元" in zh and "付款人不是投标人本单位账户（条例第二十六条）" in zh
+    assert "paid in full" not in zh and "the bidder&#39;s own" not in zh
+    b0.get("/lang/en")
+    en = b0.get("/bonds").get_data(as_text=True)
+    assert "CNY 80000.00 arrived before the deadline" in en
+    assert "Paid from an account that is not the bidder&#39;s own (Regulations art. 26)" in en
+    assert "截止时间前到账" not in en and "付款人不是" not in en
+
+
+def test_a_missing_bond_names_the_deadline_in_shanghai_wall_time(app, ctx, world):
+    with ctx.sessions.begin() as s:
+        bonds.open_account(s, world.project_id, world.bidders[2], world.actors["b2"])
+    html = client_of(app, "b2").get("/bonds").get_data(as_text=True)
+    local = DEADLINE.astimezone(clock.SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    assert f"截止时间 {local} 前未到账" in html and "T09:30:00+08:00" not in html
 
 
 def test_before_the_opening_staff_see_counts_and_the_tenderer_nothing(app, ctx, world, fixed_clock):

@@ -189,3 +189,76 @@ def test_a_draw_prepared_after_the_opening_always_avoids_the_rounds_bidders(app,
     with ew.run.ctx.sessions() as s:
         excluded = s.get(draw.Draw, draw_id).inputs["excluded_organisation_ids"]
     assert excluded == sorted(b.organisation_id for b in ew.run.market.bidders)
+
+
+def test_staff_replace_a_member_on_the_progress_page_and_others_are_refused(app, ctx, ew):
+    from engine import draw
+    from engine.models import User
+
+    with ctx.sessions.begin() as s:
+        evaluation_id = evaluation.start_evaluation(s, ew.project_id, ew.world.actors["stf"]).id
+    base = f"/evaluation/{evaluation_id}"
+    gone = list(ew.members.values())[2]
+    staff = client_of(app, "stf_web")
+    page = staff.get(base + "/progress").get_data(as_text=True)
+    assert "更换评委" in page and 'name="grounds"' in page and "第四十八条" in page
+    form = {"expert_id": gone.user_id, "grounds": "health", "reason": "评标中突发疾病，送医"}
+    assert staff.post(base + "/replace", data=form).status_code == 400  # no CSRF token
+    expert = client_of(app, list(ew.members)[0])
+    assert post(expert, base + "/replace", form, page=base).status_code == 403
+    assert post(client_of(app, "aud"), base + "/replace", form, page=base + "/progress").status_code == 403
+    response = post(staff, base + "/replace", {**form, "reason": ""}, page=base + "/progress")
+    assert response.status_code == 302
+    assert "须说明理由" in staff.get(base + "/progress").get_data(as_text=True)
+    response = post(staff, base + "/replace", {**form, "expert_id": ew.outsider.user_id}, page=base + "/progress")
+    assert "不是评标" in staff.get(response.headers["Location"]).get_data(as_text=True)
+    with ctx.sessions() as s:
+        assert gone.user_id in evaluation.get(s, evaluation_id).members  # nothing was changed so far
+    assert post(staff, base + "/replace", form, page=base + "/progress").status_code == 302
+    page = staff.get(base + "/progress").get_data(as_text=True)
+    assert "更换评委记录" in page and "评标中突发疾病，送医" in page and "待确认的替补评委" in page
+    with ctx.sessions() as s:
+        row = evaluation.get(s, evaluation_id)
+        seat_id = row.replacements[0]["new_seat_id"]
+    assert client_of(app, list(ew.members)[2]).get(base).status_code == 403  # no longer on the committee
+    with ctx.sessions() as s:
+        drawn = s.get(User, s.get(draw.DrawSeat, seat_id).expert_id).username
+    newcomer = client_of(app, drawn)
+    page = newcomer.get("/evaluation").get_data(as_text=True)
+    assert "替补评委确认" in page and f'data-seat="{seat_id}"' in page
+    assert newcomer.get(base).status_code == 403  # not on the committee before confirming
+    assert post(expert, f"/evaluation/seats/{seat_id}", {"action": "accept"}).status_code == 403  # not theirs
+    response = post(newcomer, f"/evaluation/seats/{seat_id}", {"action": "accept"})
+    assert response.status_code == 302 and response.headers["Location"].endswith(base)
+    page = newcomer.get(base).get_data(as_text=True)
+    assert "evaluation-qualification" in page and "提交资格审查" in page
+    assert "替补评委确认" not in newcomer.get("/evaluation").get_data(as_text=True)
+    progress = staff.get(base + "/progress").get_data(as_text=True)
+    assert "替补已确认" in progress and "待确认的替补评委" not in progress
+    assert staff.get(f"/draws/{ew.draw_id}").status_code == 200  # the draw page shows the replaced seat
+    assert client_of(app, "aud").get(f"/draws/{ew.draw_id}/replay").status_code == 200
+
+
+def test_a_reopened_evaluation_shows_its_review_and_the_superseded_report(app, ctx, ew):
+    from test_evaluation import qualify, reopen, score_all, sign_all
+
+    with ctx.sessions.begin() as s:
+        evaluation_id = evaluation.start_evaluation(s, ew.project_id, ew.world.actors["stf"]).id
+    qualify(ctx, ew, evaluation_id)
+    score_all(ctx, ew, evaluation_id)
+    first_sha = sign_all(ctx, ew, evaluation_id)
+    with ctx.sessions.begin() as s:
+        reopen(s, ew, reason="第一中标候选人业绩造假XYZ")
+    base = f"/evaluation/{evaluation_id}"
+    expert = client_of(app, list(ew.members)[0])
+    page = expert.get(base).get_data(as_text=True)
+    assert "第 1 次复核" in page and "第一中标候选人业绩造假XYZ" in page and "已被取代" in page
+    assert first_sha in page and "已按您在上次评审中的意见预填" in page and 'value="pass" checked' in page
+    staff = client_of(app, "stf_web")
+    page = staff.get(base + "/progress").get_data(as_text=True)
+    assert "第 1 次复核" in page and "已被取代" in page and "尚未形成" in page and "87.09" not in page
+    assert staff.get(base + "/report.json?review=0").status_code == 403
+    auditor = client_of(app, "aud")
+    old = auditor.get(base + "/report.json?review=0")
+    assert old.status_code == 200 and hashlib.sha256(old.get_data()).hexdigest() == first_sha
+    assert auditor.get(base + "/report.json?review=5").status_code == 404

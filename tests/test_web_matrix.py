@@ -144,6 +144,14 @@ EXPECTED: dict[str, frozenset[str]] = {
     "evaluation.report": frozenset(["expert", "auditor"]),
     "evaluation.sign": frozenset(["expert"]),
     "evaluation.progress": frozenset(["expert", "staff", "auditor"]),
+    # award and result letters (中标通知书, 法 §45)
+    "letters.index": frozenset(["bidder"]),
+    "letters.project": frozenset(["staff", "regulator", "tenderer", "agency", "auditor", "admin"]),
+    "letters.send": frozenset(["staff", "tenderer", "agency"]),
+    "letters.show": frozenset(["bidder", "staff", "regulator", "tenderer", "agency", "auditor", "admin"]),
+    "letters.download": frozenset(["bidder", "staff", "regulator", "tenderer", "agency", "auditor", "admin"]),
+    "evaluation.replace": frozenset(["staff"]),
+    "evaluation.respond": frozenset(["expert"]),
 }
 SAMPLE = {"int": "1", "string": "x", "default": "x", "path": "x"}
 

@@ -10,6 +10,8 @@ approve guarantee issuers.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -19,6 +21,8 @@ from engine.errors import EngineError
 from web import db
 from web.access import allow
 from web.auth import current_actor
+from web.filters import shanghai
+from web.forms_flow import act_and_redirect, attempt
 from web.pages import NavItem
 from web.views.projects import money
 
@@ -37,7 +41,19 @@ MAX_UPLOAD = guarantees.MAX_BYTES
 
 def _page(template: str, status: int = 200, **context):
     return render_template(template, states=STATES, flags=FLAGS, refund_statuses=REFUND_STATUSES, reasons=REASONS,
-                           money=money, **context), status
+                           money=money, bond_notes=_notes, **context), status
+
+
+def _notes(status: bonds.BondStatus) -> list[str]:
+    """A bond status's notes in the reader's language (the Chinese text is the message id)."""
+    return [_(bonds.NOTES[note.code][0], **_shown(note.params)) for note in status.notes]
+
+
+def _shown(params: dict[str, str]) -> dict[str, str]:
+    """A note's values as the page shows them: the deadline as Shanghai wall time, not ISO 8601."""
+    if "deadline" not in params:
+        return params
+    return {**params, "deadline": shanghai(datetime.fromisoformat(params["deadline"]))}
 
 
 @bp.route("/bonds")
@@ -57,40 +73,30 @@ def index():
 @allow("bidder")
 def open_account():
     """Open (or show again) the bidder's sub-account for a project given by its trading code."""
-    s, actor = db.session(), current_actor()
-    try:
+    def open_it(s, actor) -> dict[str, str]:
         project = bond_overview.project_by_code(s, request.form.get("project_code", ""))
         account = bonds.open_account(s, project.id, actor.organisation_id or 0, actor)
-    except EngineError as err:
-        s.rollback()
-        flash(str(err), "error")
-        return redirect(url_for("bonds.index"))
-    s.commit()
-    flash(_("项目 %(code)s 的保证金子账号：%(number)s", code=project.code, number=account.account_number))
-    return redirect(url_for("bonds.index"))
+        return {"code": project.code, "number": account.account_number}
+
+    # A mistyped trading code is a message on the page, not the 404 page.
+    return act_and_redirect(open_it, lambda made: _("项目 %(code)s 的保证金子账号：%(number)s", **made),
+                            url_for("bonds.index"), passed_on=())
 
 
 @bp.route("/bonds/guarantee", methods=["POST"])
 @allow("bidder")
 def guarantee():
     """Upload an electronic guarantee (the JSON envelope) for a project; it is verified at once."""
-    s, actor = db.session(), current_actor()
     upload = request.files.get("document")
     data = upload.read(MAX_UPLOAD + 1) if upload is not None else b""
-    try:
+
+    def submit(s, actor):
         project = bond_overview.project_by_code(s, request.form.get("project_code", ""))
-        row = guarantees.submit_guarantee(s, project.id, data, actor)
-    except guarantees.GuaranteeRefused as err:
-        s.commit()  # the refusal is audited
-        flash(str(err), "error")
-        return redirect(url_for("bonds.index"))
-    except EngineError as err:
-        s.rollback()
-        flash(str(err), "error")
-        return redirect(url_for("bonds.index"))
-    s.commit()
-    flash(_("电子保函 %(no)s 核验通过。", no=row.guarantee_no))
-    return redirect(url_for("bonds.index"))
+        return guarantees.submit_guarantee(s, project.id, data, actor)
+
+    # A refused guarantee is audited: that record is committed, whatever else was refused is rolled back.
+    return act_and_redirect(submit, lambda row: _("电子保函 %(no)s 核验通过。", no=row.guarantee_no),
+                            url_for("bonds.index"), passed_on=(), kept=(guarantees.GuaranteeRefused,))
 
 
 @bp.route("/projects/<int:project_id>/bonds")
@@ -144,21 +150,17 @@ def send(project_id: int):
 @allow("admin")
 def banks():
     """List and register bank partners; show the latest refused bank messages."""
-    s, actor = db.session(), current_actor()
     error = None
     if request.method == "POST":
-        try:
-            partner = bonds.register_bank(s, actor, code=request.form.get("code", ""),
-                                          name=request.form.get("name", ""),
-                                          public_key_pem=request.form.get("public_key_pem", ""),
-                                          base_url=request.form.get("base_url", ""))
-        except EngineError as err:
-            s.rollback()
-            error = str(err)
-        else:
-            s.commit()
-            flash(_("合作银行 %(code)s 已登记。", code=partner.code))
+        form = request.form
+        outcome = attempt(lambda s, actor: bonds.register_bank(
+            s, actor, code=form.get("code", ""), name=form.get("name", ""),
+            public_key_pem=form.get("public_key_pem", ""), base_url=form.get("base_url", "")))
+        if outcome.error is None:
+            flash(_("合作银行 %(code)s 已登记。", code=outcome.result.code))
             return redirect(url_for("bonds.banks"))
+        error = str(outcome.error)
+    s = db.session()
     return _page("bonds/banks.html", 400 if error else 200, banks=bonds.list_banks(s), refusals=bonds.refusals(s),
                  issuers=guarantees.list_issuers(s), error=error, form=request.form)
 
@@ -167,14 +169,7 @@ def banks():
 @allow("admin")
 def issuers():
     """Approve a guarantee issuer by its 统一社会信用代码."""
-    s, actor = db.session(), current_actor()
-    try:
-        issuer = guarantees.approve_issuer(s, actor, uscc=request.form.get("uscc", ""),
-                                           name=request.form.get("name", ""))
-    except EngineError as err:
-        s.rollback()
-        flash(str(err), "error")
-        return redirect(url_for("bonds.banks"))
-    s.commit()
-    flash(_("保函出具机构 %(name)s 已核准。", name=issuer.name))
-    return redirect(url_for("bonds.banks"))
+    return act_and_redirect(
+        lambda s, actor: guarantees.approve_issuer(s, actor, uscc=request.form.get("uscc", ""),
+                                                   name=request.form.get("name", "")),
+        lambda issuer: _("保函出具机构 %(name)s 已核准。", name=issuer.name), url_for("bonds.banks"), passed_on=())

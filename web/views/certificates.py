@@ -8,11 +8,11 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import or_, select
 
 from engine import clock, pki
-from engine.errors import EngineError
 from engine.models import Organisation
 from web import db
 from web.access import allow
 from web.auth import current_actor
+from web.forms_flow import attempt
 from web.pages import NavItem
 
 bp = Blueprint("certificates", __name__)
@@ -58,6 +58,13 @@ def _uploaded(field: str, text_field: str | None = None) -> bytes:
     return data
 
 
+def _given(data: bytes, missing: str) -> bytes:
+    """Return the uploaded bytes; refuse an empty upload with ``missing``."""
+    if not data:
+        raise pki.CertificateError(missing)
+    return data
+
+
 @bp.route("/certificates", methods=["GET", "POST"])
 @allow(*HOLDERS)
 def mine():
@@ -66,17 +73,12 @@ def mine():
     error = None
     if request.method == "POST":
         data = _uploaded("certificate", "pem")
-        try:
-            if not data:
-                raise pki.CertificateError(_("请选择证书文件或粘贴 PEM 文本"))
-            row = pki.register_certificate(s, actor, data)
-        except EngineError as err:
-            s.rollback()
-            error = explain(err.message)
-        else:
-            s.commit()
+        outcome = attempt(lambda s, a: pki.register_certificate(s, a, _given(data, _("请选择证书文件或粘贴 PEM 文本"))))
+        if outcome.error is None:
+            row = outcome.result
             flash(_("证书已登记：%(cn)s（序列号 %(serial)s）", cn=row.common_name, serial=row.serial))
             return redirect(url_for("certificates.mine"))
+        error = explain(outcome.error.message)
     rows = pki.certificates_of(s, actor)
     roots = pki.list_roots(s)
     return render_template("certificates/mine.html", rows=_with_state(s, rows), error=error,
@@ -117,22 +119,16 @@ def lookup():
 @allow("admin")
 def roots():
     """List trusted CAs and CRLs; add a CA certificate (PEM upload)."""
-    s, actor = db.session(), current_actor()
     error = None
     if request.method == "POST":
         data = _uploaded("certificate", "pem")
-        try:
-            if not data:
-                raise pki.CertificateError(_("请选择 CA 证书文件或粘贴 PEM 文本"))
-            root = pki.add_trusted_root(s, actor, data, name=request.form.get("name", "").strip() or None)
-        except EngineError as err:
-            s.rollback()
-            error = explain(err.message)
-        else:
-            s.commit()
-            flash(_("已信任 CA：%(name)s", name=root.name))
+        outcome = attempt(lambda s, a: pki.add_trusted_root(s, a, _given(data, _("请选择 CA 证书文件或粘贴 PEM 文本")),
+                                                            name=request.form.get("name", "").strip() or None))
+        if outcome.error is None:
+            flash(_("已信任 CA：%(name)s", name=outcome.result.name))
             return redirect(url_for("certificates.roots"))
-    return _roots_page(s, root_error=error)
+        error = explain(outcome.error.message)
+    return _roots_page(db.session(), root_error=error)
 
 
 @bp.route("/admin/ca/<int:root_id>/active", methods=["POST"])
@@ -151,17 +147,11 @@ def root_active(root_id: int):
 @allow("admin")
 def crl():
     """Upload a CRL of a trusted CA (PEM or DER); its signature is checked against the CA."""
-    s = db.session()
     data = _uploaded("crl")
-    try:
-        if not data:
-            raise pki.CertificateError(_("请选择吊销列表（CRL）文件"))
-        row = pki.upload_crl(s, current_actor(), data)
-    except EngineError as err:
-        s.rollback()
-        return _roots_page(s, crl_error=explain(err.message))
-    s.commit()
-    flash(_("吊销列表已上传：%(count)s 张证书被吊销", count=row.revoked_count))
+    outcome = attempt(lambda s, a: pki.upload_crl(s, a, _given(data, _("请选择吊销列表（CRL）文件"))))
+    if outcome.error is not None:
+        return _roots_page(db.session(), crl_error=explain(outcome.error.message))
+    flash(_("吊销列表已上传：%(count)s 张证书被吊销", count=outcome.result.revoked_count))
     return redirect(url_for("certificates.roots"))
 
 

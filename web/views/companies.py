@@ -25,6 +25,7 @@ from engine.models import StoredFile
 from web import db
 from web.access import allow
 from web.auth import current_actor
+from web.forms_flow import attempt
 from web.pages import NavItem
 from web.views.credit import KIND_LABELS
 from web.views.projects import money
@@ -175,14 +176,10 @@ def _upload(s: Session, actor: Actor, name: str) -> str | None:
 
 
 def _submit(form: str, call: Callable[[Session, Actor, Any], Any], done: str):
-    s, actor = db.session(), current_actor()
-    try:
-        call(s, actor, request.form)
-    except (FormValidationError, files.FileRefused) as err:
-        s.rollback()
+    outcome = attempt(lambda s, actor: call(s, actor, request.form), refused=(FormValidationError, files.FileRefused))
+    if (err := outcome.error) is not None:
         errors = err.errors if isinstance(err, FormValidationError) else {"file": [str(err)]}
-        return _render_own(s, actor, form=form, errors=errors, values=request.form), 400
-    s.commit()
+        return _render_own(db.session(), current_actor(), form=form, errors=errors, values=request.form), 400
     flash(done)
     return redirect(url_for("companies.own") + f"#{form.split('-')[0]}")
 

@@ -25,6 +25,7 @@ from engine.models import AuditEvent, InboxTask, Notice, Organisation, Project, 
 from web import db, formrender
 from web.access import PUBLIC, allow
 from web.auth import current_actor
+from web.forms_flow import attempt
 from web.pages import NavItem
 
 bp = Blueprint("complaints", __name__)
@@ -74,12 +75,10 @@ def new():
     problems = {**formrender.messages(schema, parsed.data), **parsed.problems}
     if problems:
         return _render_form(schema, parsed.raw, problems), 400
-    try:
-        complaint = complaints.file_complaint(s, actor, parsed.data)
-    except FormValidationError as err:
-        s.rollback()
-        return _render_form(schema, parsed.raw, formrender.explain(schema, parsed.data, err.errors)), 400
-    s.commit()
+    outcome = attempt(lambda s, a: complaints.file_complaint(s, a, parsed.data), refused=FormValidationError)
+    if outcome.error is not None:
+        return _render_form(schema, parsed.raw, formrender.explain(schema, parsed.data, outcome.error.errors)), 400
+    complaint = outcome.result
     flash(_("投诉已提交，编号 %(number)s。行政监督部门应当在 3 个工作日内决定是否受理。", number=complaint.number))
     return redirect(url_for("complaints.show", complaint_id=complaint.id))
 

@@ -19,6 +19,7 @@ from engine.orgs import list_organisations
 from web import db
 from web.access import PUBLIC, allow
 from web.auth import current_actor
+from web.forms_flow import attempt
 from web.pages import NavItem
 
 bp = Blueprint("credit", __name__)
@@ -61,7 +62,7 @@ def events():
 @allow("regulator")
 def new():
     """Record a credit event (violation, sanction with its period, or commendation)."""
-    s, actor = db.session(), current_actor()
+    s = db.session()
     if request.method == "GET":
         return _form(s, {"organisation_id": request.args.get("organisation_id", "")}, {})
     form = request.form
@@ -69,13 +70,10 @@ def new():
     data = credit.CreditInput(int(organisation) if organisation.isdigit() else organisation, form.get("kind", ""),
                               form.get("authority", ""), form.get("document_no", ""), form.get("reason", ""),
                               form.get("period_start", ""), form.get("period_end", "") or None)
-    try:
-        event = credit.record_event(s, actor, data)
-    except FormValidationError as err:
-        s.rollback()
-        return _form(s, form, err.errors), 400
-    s.commit()
-    flash(_("信用记录已登记（%(kind)s）。", kind=KIND_LABELS[event.kind]))
+    outcome = attempt(lambda s, actor: credit.record_event(s, actor, data), refused=FormValidationError)
+    if outcome.error is not None:
+        return _form(s, form, outcome.error.errors), 400
+    flash(_("信用记录已登记（%(kind)s）。", kind=KIND_LABELS[outcome.result.kind]))
     return redirect(url_for("credit.events"))
 
 

@@ -5,7 +5,9 @@ bids (the price score is computed and shown, never typed), and once every member
 sees the committee's figures and signs the report: in the browser (``evaluation.js`` signs the
 report's sha256 with the PKCS#8 key file the expert selects locally, WebCrypto) or by uploading a
 detached DER signature made offline. Staff of the centre start the evaluation and follow who has
-submitted, never the scores. Every rule is enforced in ``engine.evaluation``.
+submitted, never the scores, and replace a member who cannot go on (条例 §48). After an upheld
+objection the evaluation is reopened for review (复核): the pages name the current review and list
+the earlier reports as superseded. Every rule is enforced in ``engine.evaluation``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from decimal import Decimal
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
 
-from engine import audit, bond_overview, evaluation_method
+from engine import audit, bond_overview, draw, evaluation_method
 from engine import evaluation as ev
-from engine.errors import EngineError, PermissionDenied
+from engine.errors import EngineError, NotFound, PermissionDenied
 from engine.models import Project
 from web import db
 from web.access import allow
@@ -40,9 +43,13 @@ def amount(value: str | Decimal | None) -> str:
     return money(Decimal(str(value))) if value is not None else "—"
 
 
+GROUNDS = {"withdrawal": _l("回避"), "absent": _l("擅离职守"), "health": _l("因健康等原因不能继续评标")}
+
+
 def _page(template: str, **context):
     return render_template(template, statuses=STATUSES, parts=PARTS, criteria=CRITERIA, money=amount,
-                           methods={k: _(v) for k, v in evaluation_method.METHODS.items()}, **context)
+                           grounds=GROUNDS, methods={k: _(v) for k, v in evaluation_method.METHODS.items()},
+                           **context)
 
 
 def _back(evaluation_id: int):
@@ -55,7 +62,31 @@ def index():
     """The evaluations the user sits on or follows; staff start one for a project with a drawn committee."""
     s, actor = db.session(), current_actor()
     return _page("evaluation/index.html", rows=ev.list_evaluations(s, actor), startable=ev.startable(s, actor),
-                 actor=actor, is_member=ev.is_member)
+                 actor=actor, is_member=ev.is_member, seats=ev.replacement_seats(s, actor))
+
+
+@bp.route("/evaluation/seats/<int:seat_id>", methods=["POST"])
+@allow("expert")
+def respond(seat_id: int):
+    """Confirm or decline a seat redrawn for the expert while an evaluation runs (条例 §48); a decline redraws."""
+    s, actor = db.session(), current_actor()
+    accept = request.form.get("action") == "accept"
+    try:
+        seat = draw.respond(s, seat_id, actor, accept=accept, reason=request.form.get("reason", ""))
+        evaluation_id = s.execute(select(ev.Evaluation.id).where(ev.Evaluation.draw_id == seat.draw_id)
+                                  .order_by(ev.Evaluation.id.desc()).limit(1)).scalar_one_or_none()
+    except EngineError as err:
+        s.rollback()
+        if isinstance(err, NotFound | PermissionDenied):
+            raise
+        flash(str(err), "error")
+        return redirect(url_for("evaluation.index"))
+    s.commit()
+    if not accept or evaluation_id is None:
+        flash(_("已谢绝参加评标，系统已重新抽取。") if not accept else _("已确认参加评标，请开始评审。"))
+        return redirect(url_for("evaluation.index"))
+    flash(_("已确认参加评标，请开始评审。"))
+    return _back(evaluation_id)
 
 
 @bp.route("/evaluation/start", methods=["POST"])
@@ -94,7 +125,7 @@ def evaluate(evaluation_id: int):
                  qualification=ev.my_sheet(s, evaluation_id, actor, "qualification"),
                  scoring=ev.my_sheet(s, evaluation_id, actor, "scoring"), base=base, computed=computed,
                  summary=summary, my_signature=signed.get(actor.user_id),
-                 progress=ev.progress(s, evaluation_id, actor))
+                 progress=ev.progress(s, evaluation_id, actor), history=ev.report_history(s, evaluation_id, actor))
 
 
 def _qualification_form(row: ev.Evaluation) -> dict[str, dict]:
@@ -141,14 +172,27 @@ def save(evaluation_id: int, kind: str):
 @bp.route("/evaluation/<int:evaluation_id>/report.json")
 @allow("expert", "auditor")
 def report(evaluation_id: int):
-    """Download the report's canonical JSON (what the sha256 covers) to sign or check offline."""
+    """Download the report's canonical JSON (what the sha256 covers) to sign or check offline.
+
+    ``?review=N`` gives an earlier review's report, superseded by a 复核 (members and auditors).
+    """
     s, actor = db.session(), current_actor()
-    view = ev.committee_summary(s, evaluation_id, actor)
-    if view["report"] is None:
+    review = request.args.get("review", type=int)
+    row = ev.get(s, evaluation_id)
+    if review is not None and review != row.review:
+        try:
+            report = ev.superseded_report(s, evaluation_id, actor, review)
+        except NotFound:
+            abort(404)
+        name = f"evaluation-{evaluation_id}-review-{review}-report.json"
+    else:
+        report = ev.committee_summary(s, evaluation_id, actor)["report"]
+        name = f"evaluation-{evaluation_id}-report.json"
+    if report is None:
         flash(_("评标报告尚未形成。"), "error")
         return _back(evaluation_id)
-    return Response(audit.canonical_json(view["report"].content), mimetype="application/json", headers={
-        "Content-Disposition": f'attachment; filename="evaluation-{evaluation_id}-report.json"'})
+    return Response(audit.canonical_json(report.content), mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @bp.route("/evaluation/<int:evaluation_id>/sign", methods=["POST"])
@@ -181,4 +225,28 @@ def progress(evaluation_id: int):
     view = ev.progress(s, evaluation_id, actor)
     summary = ev.committee_summary(s, evaluation_id, actor) if actor.has_role("auditor") and ev.may_read_all(
         view["evaluation"], actor) else None
-    return _page("evaluation/progress.html", view=view, summary=summary)
+    may_replace = ev.is_centre_staff(s, view["evaluation"], actor) and view["evaluation"].status in ev.PHASES
+    return _page("evaluation/progress.html", view=view, summary=summary, may_replace=may_replace,
+                 history=ev.report_history(s, evaluation_id, actor), actor=actor)
+
+
+@bp.route("/evaluation/<int:evaluation_id>/replace", methods=["POST"])
+@allow("staff")
+def replace(evaluation_id: int):
+    """Replace a member who must withdraw, left their post or cannot go on (staff of the centre, 条例 §48)."""
+    s, actor = db.session(), current_actor()
+    try:
+        expert_id = request.form.get("expert_id", type=int)
+        if expert_id is None:
+            raise EngineError(_("请选择要更换的评委"), field="expert_id")
+        seat = ev.replace_member(s, evaluation_id, actor, expert_id, grounds=request.form.get("grounds", ""),
+                                 reason=request.form.get("reason", ""))
+    except EngineError as err:
+        s.rollback()
+        if isinstance(err, PermissionDenied):
+            raise
+        flash(str(err), "error")
+        return redirect(url_for("evaluation.progress", evaluation_id=evaluation_id))
+    s.commit()
+    flash(_("已更换评委并重新抽取（席位 #%(seat)s），待抽中的专家确认后参加评标。", seat=seat.id))
+    return redirect(url_for("evaluation.progress", evaluation_id=evaluation_id))

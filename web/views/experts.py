@@ -9,13 +9,17 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
 
 from engine import clock, draw, experts, procedure
+from engine.actors import Actor
 from engine.errors import EngineError, NotFound, PermissionDenied
 from engine.models import Organisation, Project
 from web import db
 from web.access import allow
 from web.auth import current_actor
+from web.forms_flow import act_and_redirect, attempt
 from web.pages import NavItem
 
 bp = Blueprint("experts", __name__)
@@ -33,7 +37,8 @@ NAV = [
 STATUSES = {"active": _l("正常"), "suspended": _l("暂停抽取"), "untrained": _l("未培训")}
 DRAW_STATUSES = {"prepared": _l("已登记随机数，待抽取"), "drawn": _l("已抽取，待确认"),
                  "revealed": _l("已启封（评标开始）")}
-SEAT_STATUSES = {"pending": _l("待确认"), "confirmed": _l("已确认参加"), "declined": _l("已拒绝")}
+SEAT_STATUSES = {"pending": _l("待确认"), "confirmed": _l("已确认参加"), "declined": _l("已拒绝"),
+                 "replaced": _l("已更换")}
 REASONS = {"inactive": _l("账号停用"), "untrained": _l("未经培训"), "suspended": _l("暂停抽取"),
            "tenderer_employee": _l("招标人员工"), "bidder_employee": _l("投标人员工"),
            "supervising_department": _l("本项目行业监管部门工作人员"),
@@ -81,18 +86,16 @@ def index():
 @allow(*MANAGERS)
 def new():
     """Admit an expert."""
-    s, actor, form = db.session(), current_actor(), request.form
-    try:
-        made = experts.add_expert(
-            s, actor, username=form.get("username", "").strip(), display_name=form.get("display_name", "").strip(),
-            classes=form.getlist("classes"), region_code=form.get("region_code", ""),
-            employer_name=form.get("employer_name", ""), employer_code=form.get("employer_code") or None,
-            trained_on=_day(form.get("trained_on", "")), password=form.get("password") or None)
-    except EngineError as err:
-        s.rollback()
-        flash(str(err), "error")
+    form = request.form
+    outcome = attempt(lambda s, actor: experts.add_expert(
+        s, actor, username=form.get("username", "").strip(), display_name=form.get("display_name", "").strip(),
+        classes=form.getlist("classes"), region_code=form.get("region_code", ""),
+        employer_name=form.get("employer_name", ""), employer_code=form.get("employer_code") or None,
+        trained_on=_day(form.get("trained_on", "")), password=form.get("password") or None))
+    if outcome.error is not None:
+        flash(str(outcome.error), "error")
         return redirect(url_for("experts.index"))
-    s.commit()
+    made = outcome.result
     flash(_("专家 %(name)s 已入库", name=made.display_name))
     return redirect(url_for("experts.show", user_id=made.user_id))
 
@@ -118,18 +121,7 @@ def show(user_id: int):
 
 
 def _back(user_id: int, action) -> object:
-    s = db.session()
-    try:
-        action(s, current_actor())
-    except EngineError as err:
-        s.rollback()
-        if isinstance(err, NotFound | PermissionDenied):
-            raise
-        flash(str(err), "error")
-    else:
-        s.commit()
-        flash(_("已保存"))
-    return redirect(url_for("experts.show", user_id=user_id))
+    return act_and_redirect(action, _("已保存"), url_for("experts.show", user_id=user_id))
 
 
 @bp.route("/experts/<int:user_id>/suspend", methods=["POST"])
@@ -212,27 +204,26 @@ def draw_new():
     s, actor = db.session(), current_actor()
     projects = list(s.execute(select(Project).where(Project.centre_id == actor.organisation_id)
                               .order_by(Project.id.desc())).scalars()) if actor.organisation_id else []
-    form, error, plan = request.form, None, None
+    form, error = request.form, None
     if request.method == "POST":
-        try:
-            project_id = int(form.get("project_id") or 0)
-            plan = draw.committee_plan(s, project_id)
-            # The round's bidders are always avoided (条例 §46), whatever was ticked.
-            excluded = {int(i) for i in form.getlist("excluded") if i.isdigit()}
-            excluded |= set(procedure.opening_bidder_ids(s, project_id))
-            made = draw.prepare_draw(
-                s, project_id, plan, actor, excluded_organisation_ids=sorted(excluded),
-                evaluation_at=_instant(form.get("evaluation_at", ""), "evaluation_at"),
-                nonce=form.get("nonce", ""), remote=form.get("remote") == "on")
-        except EngineError as err:
-            s.rollback()
-            error = str(err)
-        else:
-            s.commit()
+        outcome = attempt(lambda s, actor: _prepare_draw(s, actor, form))
+        if outcome.error is None:
             flash(_("随机数已登记。抽取前请公布随机数与抽取条件。"))
-            return redirect(url_for("experts.draw_show", draw_id=made.id))
+            return redirect(url_for("experts.draw_show", draw_id=outcome.result.id))
+        error = str(outcome.error)
     return render_template("experts/draw_new.html", projects=projects, companies=_companies(s), error=error,
                            form=form), 400 if error else 200
+
+
+def _prepare_draw(s: Session, actor: Actor, form: MultiDict) -> draw.Draw:
+    project_id = int(form.get("project_id") or 0)
+    plan = draw.committee_plan(s, project_id)
+    # The round's bidders are always avoided (条例 §46), whatever was ticked.
+    excluded = {int(i) for i in form.getlist("excluded") if i.isdigit()}
+    excluded |= set(procedure.opening_bidder_ids(s, project_id))
+    return draw.prepare_draw(s, project_id, plan, actor, excluded_organisation_ids=sorted(excluded),
+                             evaluation_at=_instant(form.get("evaluation_at", ""), "evaluation_at"),
+                             nonce=form.get("nonce", ""), remote=form.get("remote") == "on")
 
 
 @bp.route("/draws/<int:draw_id>")
@@ -262,18 +253,7 @@ def draw_reveal(draw_id: int):
 
 
 def _draw_action(draw_id: int, action, done: str):
-    s = db.session()
-    try:
-        action(s, current_actor())
-    except EngineError as err:
-        s.rollback()
-        if isinstance(err, NotFound | PermissionDenied):
-            raise
-        flash(str(err), "error")
-    else:
-        s.commit()
-        flash(done)
-    return redirect(url_for("experts.draw_show", draw_id=draw_id))
+    return act_and_redirect(action, done, url_for("experts.draw_show", draw_id=draw_id))
 
 
 @bp.route("/draws/mine")
@@ -288,19 +268,10 @@ def my_draws():
 @allow("expert")
 def respond(seat_id: int):
     """Confirm or decline a seat; a decline needs a reason and draws a replacement."""
-    s = db.session()
     accept = request.form.get("answer") == "confirm"
-    try:
-        draw.respond(s, seat_id, current_actor(), accept=accept, reason=request.form.get("reason", ""))
-    except EngineError as err:
-        s.rollback()
-        if isinstance(err, NotFound | PermissionDenied):
-            raise
-        flash(str(err), "error")
-    else:
-        s.commit()
-        flash(_("已确认参加评标。") if accept else _("已拒绝，系统已为该席位重新抽取。"))
-    return redirect(url_for("experts.my_draws"))
+    return act_and_redirect(
+        lambda s, actor: draw.respond(s, seat_id, actor, accept=accept, reason=request.form.get("reason", "")),
+        _("已确认参加评标。") if accept else _("已拒绝，系统已为该席位重新抽取。"), url_for("experts.my_draws"))
 
 
 @bp.route("/draws/<int:draw_id>/replay")

@@ -182,6 +182,7 @@ RELATED = (
     (_l("评标"), "evaluation.index", lambda p: {}),
     (_l("投诉"), "complaints.index", lambda p: {"project": p.id}),
     (_l("电子档案"), "archive.index", lambda p: {"project_id": p.id}),
+    (_l("中标通知书"), "letters.project", lambda p: {"project_id": p.id}),
 )
 
 

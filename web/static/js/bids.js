@@ -1,40 +1,24 @@
 // Sealed bids in the browser (WebCrypto): the device fingerprint sent with a submission, and the
 // opening, where the bidder's key file unwraps the content key locally. Only the content key of the
 // one bid is sent to the platform; the private key never leaves this machine.
-// Format: engine/seal.py (ggzy-sealed-bid/1), the reference implementation.
+// Format: engine/seal.py (ggzy-sealed-bid/1), the reference implementation. Needs webcrypto.js.
 (function () {
   "use strict";
 
   const FORMAT = "ggzy-sealed-bid/1";
   const WRAP_INFO = "ggzy-sealed-bid/1 content-key wrap";
   const encoder = new TextEncoder();
-
-  function b64decode(text) {
-    const raw = atob(text);
-    const out = new Uint8Array(raw.length);
-    for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
-    return out;
-  }
-
-  function b64encode(bytes) {
-    let raw = "";
-    for (const b of new Uint8Array(bytes)) raw += String.fromCharCode(b);
-    return btoa(raw);
-  }
-
-  function pemBody(text) {
-    const match = /-----BEGIN PRIVATE KEY-----([\s\S]+?)-----END PRIVATE KEY-----/.exec(text);
-    if (!match) throw new Error("不是 PKCS#8 私钥文件（-----BEGIN PRIVATE KEY-----） (not a PKCS#8 PEM key file)");
-    return b64decode(match[1].replace(/\s+/g, ""));
-  }
+  const webcrypto = window.ggzyWebCrypto;  // webcrypto.js, loaded first
+  const b64decode = webcrypto.b64decode;
+  const b64encode = webcrypto.b64encode;
+  const concat = webcrypto.concat;
 
   // Recover the content key of a package (parsed JSON) with a PKCS#8 PEM key: ECDH, HKDF-SHA256, AES-GCM.
   async function unwrapKey(pkg, pemText) {
     const header = pkg.header;
     if (header.format !== FORMAT) throw new Error("未知的投标文件格式 " + header.format);
     const subtle = window.crypto.subtle;
-    const privateKey = await subtle.importKey("pkcs8", pemBody(pemText), { name: "ECDH", namedCurve: "P-256" },
-      false, ["deriveBits"]);
+    const privateKey = await webcrypto.importPrivateKey(pemText, "ECDH", ["deriveBits"]);
     const point = b64decode(header.ephemeral_public_key);
     const ephemeral = await subtle.importKey("raw", point, { name: "ECDH", namedCurve: "P-256" }, false, []);
     const shared = await subtle.deriveBits({ name: "ECDH", public: ephemeral }, privateKey, 256);
@@ -63,27 +47,6 @@
 
   function hex(bytes) {
     return Array.from(new Uint8Array(bytes)).map(function (b) { return b.toString(16).padStart(2, "0"); }).join("");
-  }
-
-  function concat(a, b) {
-    const out = new Uint8Array(a.length + b.length);
-    out.set(a, 0);
-    out.set(b, a.length);
-    return out;
-  }
-
-  // WebCrypto signs ECDSA as r || s (IEEE P1363); the platform verifies DER (X9.62), as OpenSSL writes it.
-  function derSignature(raw) {
-    function integer(bytes) {
-      let i = 0;
-      while (i < bytes.length - 1 && bytes[i] === 0) i++;
-      let body = bytes.slice(i);
-      if (body[0] & 0x80) body = concat(new Uint8Array([0]), body);
-      return concat(new Uint8Array([0x02, body.length]), body);
-    }
-    const r = integer(new Uint8Array(raw.slice(0, 32)));
-    const s = integer(new Uint8Array(raw.slice(32)));
-    return concat(new Uint8Array([0x30, r.length + s.length]), concat(r, s));
   }
 
   function priceText(text) {
@@ -126,11 +89,8 @@
       ciphertext_sha256: hex(await subtle.digest("SHA-256", ciphertext)), ciphertext_size: ciphertext.length,
       commitment: hex(await subtle.digest("SHA-256", plaintext)),
     };
-    const signingKey = await subtle.importKey("pkcs8", pemBody(options.keyPem), { name: "ECDSA", namedCurve: "P-256" },
-      false, ["sign"]);
-    const signature = await subtle.sign({ name: "ECDSA", hash: "SHA-256" }, signingKey,
-      encoder.encode(canonical(header)));
-    return encoder.encode(canonical({ header: header, signature: b64encode(derSignature(signature)),
+    const signature = await webcrypto.signDer(options.keyPem, encoder.encode(canonical(header)));
+    return encoder.encode(canonical({ header: header, signature: b64encode(signature),
       ciphertext: b64encode(ciphertext) }));
   }
 
