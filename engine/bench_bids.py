@@ -10,8 +10,9 @@ Timed, interleaved in blocks so that machine noise hits both alike:
 - **opening**: ``opening.open_bid`` per bid, each in its own transaction as the web view
   ``/bids/<id>/decrypt`` does it (read the package from the file store, verify the signature,
   decrypt, check the commitment, keep the document in the file store, update the row, keep the
-  released key, audit), then the opening record (``record_opening``: undecrypted bids, the
-  record, the collusion signals); the SQL statements of the openings are counted;
+  released key, audit: all the view does on success), then the opening record
+  (``record_opening``: undecrypted bids, the record, the collusion signals); the SQL
+  statements of the openings are counted;
 - **raw**: the same bids' cryptography alone, in memory: parse (ciphertext sha256), ECDSA
   verification, AES-GCM decryption and the commitment.
 

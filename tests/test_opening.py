@@ -8,6 +8,7 @@ from datetime import datetime
 
 import pytest
 from bidworld import document, pay_bond, sealed
+from conftest import csrf_of, login
 from sqlalchemy import event, func, select, update
 from test_bids import CODE, _submit, scenario  # noqa: F401 - the scenario fixture
 from test_construction_tender import world  # noqa: F401 - the world fixture
@@ -191,6 +192,26 @@ def test_a_bid_the_session_holds_is_told_it_was_opened(ctx, counted):
         assert (held.status, held.price, held.document_sha256) == ("decrypted", opened.price,
                                                                    opened.document["sha256"])
         assert opened.project_id == held.project_id and not s.dirty
+
+
+def test_the_decrypt_page_refuses_another_bidders_bid_and_a_bad_key_then_opens(ctx, app, counted, world):  # noqa: F811
+    run, bidders, ids = counted
+    client = app.test_client()
+    assert login(client, "bidder2", "secret-bidder2").status_code == 302
+    token = csrf_of(client, f"/bids/projects/{world.project_id}")
+    assert client.post(f"/bids/{ids[4]}/decrypt", data={"csrf_token": token, "content_key": seal.b64(bytes(32))}
+                       ).status_code == 404  # not bidder 2's bid
+    page = client.post(f"/bids/{ids[2]}/decrypt", data={"csrf_token": token, "content_key": "not base64!"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "not base64" in page
+    page = client.post(f"/bids/{ids[2]}/decrypt", data={"csrf_token": token, "content_key": seal.b64(bytes(32))},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "解密失败" in page
+    response = client.post(f"/bids/{ids[2]}/decrypt", data={"csrf_token": token,
+                                                           "content_key": seal.b64(_key(ctx, bidders[2], ids[2]))})
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/bids/projects/{world.project_id}")
+    with ctx.sessions() as s:
+        assert s.get(bids.Bid, ids[2]).status == "decrypted" and s.get(bids.Bid, ids[4]).status == "submitted"
 
 
 def test_the_opening_benchmark_reports_its_ratio_to_the_raw_crypto():

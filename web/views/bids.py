@@ -18,7 +18,7 @@ from flask_babel import lazy_gettext as _l
 
 from engine import bids, bond_overview, clock, files, pki, seal
 from engine import opening as bid_opening
-from engine.errors import EngineError
+from engine.errors import EngineError, NotFound
 from engine.models import Organisation, Project
 from web import db
 from web.access import PUBLIC, allow
@@ -173,21 +173,24 @@ def package(bid_id: int):
 def decrypt(bid_id: int):
     """Open one's own bid with the content key handed over in the decryption window."""
     s, actor = db.session(), current_actor()
-    bid = bids.own_bid(s, bid_id, actor)
     try:
         key = seal.unb64(request.form.get("content_key", "").strip(), "the content key")
-        bid_opening.open_bid(s, bid_id, key, actor, config=db.context().config)
+        opened = bid_opening.open_bid(s, bid_id, key, actor, config=db.context().config)
+    except NotFound:
+        raise  # not one of the actor's bids
     except bid_opening.BidSealed as err:
         s.commit()  # the refused attempt stays in the audit trail
+        back = _back(bids.own_bid(s, bid_id, actor).project_id)
         flash(str(err), "error")
-        return _back(bid.project_id)
+        return back
     except (EngineError, seal.SealError) as err:
         s.rollback()
+        back = _back(bids.own_bid(s, bid_id, actor).project_id)  # a bid not the actor's: 404, nothing flashed
         flash(str(err), "error")
-        return _back(bid.project_id)
+        return back
     s.commit()
     flash(_("投标文件已解密。"))
-    return _back(bid.project_id)
+    return _back(opened.project_id)
 
 
 @bp.route("/bids/projects/<int:project_id>/objection", methods=["POST"])
