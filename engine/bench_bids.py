@@ -12,11 +12,12 @@ Timed, interleaved in blocks so that machine noise hits both alike:
   decrypt, check the commitment, keep the document in the file store, update the row, keep the
   released key, audit: all the view does on success), then the opening record
   (``record_opening``: undecrypted bids, the record, the collusion signals); the SQL
-  statements of the openings are counted;
+  statements of an opening are counted on the warm-up bids, untimed;
 - **raw**: the same bids' cryptography alone, in memory: parse (ciphertext sha256), ECDSA
   verification, AES-GCM decryption and the commitment.
 
-The ratio opening / raw is the figure (target <= 1.5).
+The ratio opening / raw is the figure (target <= 1.5). ``WARMUP`` further bids are opened both ways
+before the clock starts; the opening record, timed, covers them too.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from engine.orgs import add_organisation, uscc_check_char
 from engine.services import ServiceCall
 
 CODE = "BENCH-0001"
+# Bids opened (and decrypted raw) before timing starts, so that one-time costs (the first connection, statement
+# compilation, imports, OpenSSL's first use) count on neither side. They take part in the timed opening record.
+WARMUP = 5
 
 
 def _uscc(serial: int) -> str:
@@ -107,14 +111,17 @@ def _raw(packages: list[tuple[bytes, bytes, bytes]]) -> float:
     return time.perf_counter() - started
 
 
-def _open(ctx: Context, block: list[tuple[int, str, bytes, bytes]], statements: list[int]) -> float:
+def _open(ctx: Context, block: list[tuple[int, str, bytes, bytes]], statements: list[int] | None = None) -> float:
+    """Open the block's bids, each in its own transaction; count their SQL statements into ``statements`` if given
+    (the counting listener costs time, so the timed blocks run without it)."""
     with ctx.sessions() as s:  # a web request has its actor from the login session already
         actors = {username: load_actor(s, username) for _, username, _, _ in block}
 
     def count(*_: Any) -> None:
         statements[0] += 1
 
-    event.listen(ctx.engine, "before_cursor_execute", count)
+    if statements is not None:
+        event.listen(ctx.engine, "before_cursor_execute", count)
     try:
         started = time.perf_counter()
         for bid_id, username, content_key, _ in block:
@@ -122,7 +129,8 @@ def _open(ctx: Context, block: list[tuple[int, str, bytes, bytes]], statements: 
                 opening.open_bid(s, bid_id, content_key, actors[username], config=ctx.config)
         return time.perf_counter() - started
     finally:
-        event.remove(ctx.engine, "before_cursor_execute", count)
+        if statements is not None:
+            event.remove(ctx.engine, "before_cursor_execute", count)
 
 
 def _record(ctx: Context, project_id: int) -> float:
@@ -141,23 +149,27 @@ def bench_opening(n: int = 500, *, document_bytes: int = 256 * 1024, ctx: Contex
         ctx = open_context(Config(home=Path(temporary.name), env="test"))
         ctx.initialise()
     try:
-        project_id, rows = _setup(ctx, n, document_bytes)
+        project_id, rows = _setup(ctx, n + WARMUP, document_bytes)
         with ctx.sessions() as s:
             pems = {b.id: s.get(pki.Certificate, b.certificate_id).pem.encode()
                     for b in s.query(bids.Bid).filter(bids.Bid.project_id == project_id)}
-        opening = raw = 0.0
+        warm, rows = rows[:WARMUP], rows[WARMUP:]
+        _raw([(package, key, pems[bid_id]) for bid_id, _, key, package in warm])
+        _open(ctx, warm[:1])  # the first opening pays the one-time costs
         statements = [0]
+        _open(ctx, warm[1:], statements)
+        opening = raw = 0.0
         size = max(1, n // blocks)
         for start in range(0, n, size):
             block = rows[start:start + size]
             raw += _raw([(package, key, pems[bid_id]) for bid_id, _, key, package in block])
-            opening += _open(ctx, block, statements)
+            opening += _open(ctx, block)
         recorded = _record(ctx, project_id)
         opening += recorded
         return {"bids": n, "document_bytes": document_bytes, "opening_s": round(opening, 3),
                 "raw_crypto_s": round(raw, 3), "ratio": round(opening / raw, 2) if raw else None,
                 "per_bid_ms": round(opening / n * 1000, 2), "raw_per_bid_ms": round(raw / n * 1000, 2),
-                "record_s": round(recorded, 3), "statements_per_bid": round(statements[0] / n, 1),
+                "record_s": round(recorded, 3), "statements_per_bid": round(statements[0] / (WARMUP - 1), 1),
                 "target_ratio": 1.5}
     finally:
         if owned:

@@ -87,9 +87,9 @@ class Bid(Base):
 class ReleasedKey(Base):
     """The content key a bidder handed over at the opening, kept with its opened bid.
 
-    Only ever written after the deadline, when the bid is opened and its plaintext is in the store
-    anyway: with the sealed package (written durably at submission) it re-derives the opened
-    document, so the plaintext copy need not be fsynced at the opening (docs/sealed-bids.md).
+    Only ever written after the deadline, when the bid is opened: with the sealed package (written
+    durably at submission) it re-derives the opened document, which the opening therefore only
+    registers; its first reader has it written (docs/sealed-bids.md).
     """
 
     __tablename__ = "bid_released_keys"

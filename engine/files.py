@@ -56,9 +56,9 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _READERS = ("staff", "regulator", "auditor", "admin")
 
 
-# Functions that can re-derive a stored file's bytes from durable sources, for bytes written without fsync
-# (``keep_derived(durable=False)``): each takes (config, sha256) and returns the bytes or None. ``open_file``
-# asks them when a file is missing or empty.
+# Functions that can re-derive a stored file's bytes from durable sources, for bytes kept without fsync or not
+# written yet (``keep_derived(durable=False)`` or ``keep_derived(write=False)``): each takes (config, sha256)
+# and returns the bytes or None. ``open_file`` asks them when a file is missing or empty.
 RESTORERS: list[Callable[[Config, str], bytes | None]] = []
 
 
@@ -213,16 +213,19 @@ _ROW = {dialect: module.insert(StoredFile.__table__).on_conflict_do_nothing(inde
 
 
 def keep_derived(session: Session, data: bytes, name: str, media_type: str, owner: str, *, config: Config,
-                 durable: bool = True) -> dict[str, Any]:
+                 durable: bool = True, write: bool = True) -> dict[str, Any]:
     """Keep bytes the platform derived itself (already checked by the caller), without an audit event of their own.
 
     For content that is not an upload, such as the plaintext of an opened bid: the caller records it
     in its own audit event. The bytes are written atomically; with ``durable=False`` without
-    ``fsync``, which only a caller that can re-derive them from durable sources may ask for. The
-    row is inserted once per content (an existing row keeps its first owner). Returns the form value.
+    ``fsync``, and with ``write=False`` not at all (the first ``open_file`` has a restorer write
+    them, durably): only a caller that registered a restorer able to re-derive them from durable
+    sources may ask for either. The row is inserted once per content (an existing row keeps its
+    first owner). Returns the form value.
     """
     sha256 = hashlib.sha256(data).hexdigest()
-    _write(path_of(config, sha256), data, durable=durable)
+    if write:
+        _write(path_of(config, sha256), data, durable=durable)
     values = {"sha256": sha256, "size": len(data), "media_type": media_type, "original_name": name,
               "uploaded_by": owner, "uploaded_at": now()}
     connection = session.connection()

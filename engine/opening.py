@@ -133,11 +133,11 @@ def open_bid(session: Session, bid_id: int, content_key: bytes, actor: Actor, *,
     """Decrypt a bid with the content key its bidder hands over in the window; check commitment and signature.
 
     Before the deadline this refuses with BidSealed after auditing the attempt; the caller commits
-    the audit event before reporting the refusal. Once open, the document is kept in the file store
-    without fsync (should it be lost, ``files.open_file`` has it re-derived from the durable package
-    and the released key kept here, ``opened_document``); the bid row gets price, document and
-    author; one audit event ``bid.decrypt`` names the bid, its price, commitment and document. A
-    ``Bid`` the session already holds is told the new values.
+    the audit event before reporting the refusal. Once open, the document is registered in the file
+    store but not written: its first reader's ``files.open_file`` has it re-derived from the durable
+    package and the released key kept here (``opened_document``) and written durably. The bid row
+    gets price, document and author; one audit event ``bid.decrypt`` names the bid, its price,
+    commitment and document. A ``Bid`` the session already holds is told the new values.
     """
     connection = session.connection()
     bid = check_own(connection.execute(_BID_AND_TERMS, {"bid_id": bid_id}).first(), bid_id, actor)
@@ -198,7 +198,7 @@ def _document_name_and_type(opened: seal.Bid) -> tuple[str, str]:
 
 def _keep_document(session: Session, opened: seal.Bid, owner: str, config: Config) -> dict[str, Any]:
     name, media_type = _document_name_and_type(opened)
-    return files.keep_derived(session, opened.document, name, media_type, owner, config=config, durable=False)
+    return files.keep_derived(session, opened.document, name, media_type, owner, config=config, write=False)
 
 
 def opened_document(session: Session, config: Config, bid: Bid) -> bytes:
@@ -214,7 +214,7 @@ def opened_document(session: Session, config: Config, bid: Bid) -> bytes:
 
 
 def _restore_opened_document(config: Config, sha256: str) -> bytes | None:
-    """The file store's restorer for opened documents lost from the store (written without fsync at the opening).
+    """The file store's restorer for opened documents: not written at the opening, or lost from the store.
 
     It reads through a plain engine of its own: on SQLite without ``make_engine``'s BEGIN IMMEDIATE,
     so that it reads (WAL) while the caller's own transaction holds the write lock.
@@ -238,8 +238,8 @@ _DC_CREATOR = re.compile(rb"<dc:creator>([^<]{1,200})</dc:creator>")
 
 def author_of(document: bytes) -> str | None:
     """Return the author recorded in a PDF's info dictionary or a DOCX's core properties, if any."""
-    head = document[:1_000_000]
-    match = _PDF_AUTHOR.search(head) if b"/Author" in head else None  # a plain scan first: most have none
+    # a plain scan first (most documents have no author), within the first MB, without copying it
+    match = _PDF_AUTHOR.search(document, 0, 1_000_000) if document.find(b"/Author", 0, 1_000_000) >= 0 else None
     if match is None and document.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(BytesIO(document)) as archive:
