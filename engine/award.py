@@ -36,10 +36,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, event, select
-from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from engine import audit, clock, projects
+from engine import audit, clock, immutable, projects
 from engine.actors import SYSTEM, Actor
 from engine.config import Config
 from engine.db import Base, UTCDateTime
@@ -472,22 +472,5 @@ def cmd_verify(_ctx: Any, args: argparse.Namespace) -> int:
 # -- immutability ------------------------------------------------------------------------------------------------
 
 
-@event.listens_for(ResultLetter, "before_update")
-@event.listens_for(LetterSeal, "before_update")
-def _refuse_update(_mapper: Any, _connection: Any, target: Any) -> None:
-    raise LetterImmutable(f"{type(target).__name__} {target.id} is written and cannot be changed")
-
-
-@event.listens_for(ResultLetter, "before_delete")
-@event.listens_for(LetterSeal, "before_delete")
-def _refuse_delete(_mapper: Any, _connection: Any, target: Any) -> None:
-    raise LetterImmutable(f"{type(target).__name__} {target.id} is written and cannot be deleted")
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _refuse_bulk(state: ORMExecuteState) -> None:
-    if not (state.is_update or state.is_delete):
-        return
-    table = getattr(state.statement, "table", None)
-    if getattr(table, "name", None) in (ResultLetter.__tablename__, LetterSeal.__tablename__):
-        raise LetterImmutable("result letters and their seals cannot be changed or deleted")
+immutable.write_once(ResultLetter, LetterSeal, error=LetterImmutable,
+                     bulk="result letters and their seals cannot be changed or deleted")

@@ -21,10 +21,10 @@ from decimal import Decimal
 from typing import Any
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, event, select
-from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from engine import audit, bonds, clock, credit, files, pki, runtime, seal
+from engine import audit, bonds, clock, credit, files, immutable, pki, runtime, seal
 from engine.actors import Actor
 from engine.clock import now
 from engine.config import Config
@@ -119,6 +119,7 @@ class OpeningRecord(Base):
     """The opening record (开标记录): immutable once written, with a sha256 over its canonical content."""
 
     __tablename__ = "opening_records"
+    immutable_label = "opening record"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     opening_id: Mapped[int] = mapped_column(ForeignKey("openings.id"), unique=True)
@@ -422,18 +423,4 @@ def window_of(session: Session, project_id: int) -> Window | None:
         return None
 
 
-@event.listens_for(OpeningRecord, "before_update")
-def _refuse_update(_mapper: Any, _connection: Any, target: OpeningRecord) -> None:
-    raise OpeningRecordImmutable(f"opening record {target.id} is written and cannot be changed")
-
-
-@event.listens_for(OpeningRecord, "before_delete")
-def _refuse_delete(_mapper: Any, _connection: Any, target: OpeningRecord) -> None:
-    raise OpeningRecordImmutable(f"opening record {target.id} is written and cannot be deleted")
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _refuse_bulk(state: ORMExecuteState) -> None:
-    if (state.is_update or state.is_delete) and getattr(getattr(state.statement, "table", None), "name",
-                                                        None) == OpeningRecord.__tablename__:
-        raise OpeningRecordImmutable("opening records cannot be changed or deleted")
+immutable.write_once(OpeningRecord, error=OpeningRecordImmutable, bulk="opening records cannot be changed or deleted")

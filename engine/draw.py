@@ -437,17 +437,30 @@ def respond(session: Session, seat_id: int, actor: Actor, *, accept: bool, reaso
         return seat
     if not reason.strip():
         raise EngineError("a decline needs a reason", field="reason")
-    redraws = [*draw.redraws, {"class_code": seat.class_code, "declined": seat.expert_id}]
-    picks = select_sequence(draw.seed or "", Plan.from_dict(draw.plan).seats, draw.eligible, redraws)
-    new = picks[-1]
+    new = _next_pick(draw, {"class_code": seat.class_code, "declined": seat.expert_id})
     seat.status, seat.reason, seat.responded_at = "declined", reason.strip(), clock.now()
+    audit.append(session, actor=actor.username, action="draw.decline", project_id=draw.project_id,
+                 payload={"draw_id": draw.id, "seat_id": seat.id, "reason": seat.reason})
+    return _seat_replacement(session, draw, seat, new, actor)
+
+
+def _next_pick(draw: Draw, redraw: dict[str, Any]) -> Pick:
+    """Record one more redraw on the draw and return its pick: the next number of the class's stream.
+
+    ``select_sequence`` refuses (nothing recorded) when nobody eligible is left in the class.
+    """
+    redraws = [*draw.redraws, redraw]
+    new = select_sequence(draw.seed or "", Plan.from_dict(draw.plan).seats, draw.eligible, redraws)[-1]
     draw.redraws = redraws
+    return new
+
+
+def _seat_replacement(session: Session, draw: Draw, seat: DrawSeat, new: Pick, actor: Actor) -> DrawSeat:
+    """Add the pending seat that replaces ``seat`` (declined or replaced) and audit the redraw."""
     replacement = DrawSeat(draw_id=draw.id, order=new.order, class_code=new.class_code, position=new.position,
                            expert_id=new.expert_id, status="pending", replaces_id=seat.id)
     session.add(replacement)
     session.flush()
-    audit.append(session, actor=actor.username, action="draw.decline", project_id=draw.project_id,
-                 payload={"draw_id": draw.id, "seat_id": seat.id, "reason": seat.reason})
     audit.append(session, actor=actor.username, action="draw.redraw", project_id=draw.project_id,
                  payload={"draw_id": draw.id, "replaces": seat.id, "pick": asdict(new)})
     return replacement
@@ -471,20 +484,11 @@ def replace_seat(session: Session, seat_id: int, actor: Actor, *, grounds: str, 
                            "replaced")
     if not reason.strip():
         raise EngineError("a replacement needs a reason", field="reason")
-    redraws = [*draw.redraws, {"class_code": seat.class_code, "replaced": seat.expert_id, "grounds": grounds}]
-    picks = select_sequence(draw.seed or "", Plan.from_dict(draw.plan).seats, draw.eligible, redraws)
-    new = picks[-1]
+    new = _next_pick(draw, {"class_code": seat.class_code, "replaced": seat.expert_id, "grounds": grounds})
     seat.status, seat.reason = "replaced", reason.strip()
-    draw.redraws = redraws
-    replacement = DrawSeat(draw_id=draw.id, order=new.order, class_code=new.class_code, position=new.position,
-                           expert_id=new.expert_id, status="pending", replaces_id=seat.id)
-    session.add(replacement)
-    session.flush()
     audit.append(session, actor=actor.username, action="draw.replace", project_id=draw.project_id,
                  payload={"draw_id": draw.id, "seat_id": seat.id, "grounds": grounds, "reason": seat.reason})
-    audit.append(session, actor=actor.username, action="draw.redraw", project_id=draw.project_id,
-                 payload={"draw_id": draw.id, "replaces": seat.id, "pick": asdict(new)})
-    return replacement
+    return _seat_replacement(session, draw, seat, new, actor)
 
 
 def reveal_committee(session: Session, draw_id: int, actor: Actor) -> Draw:

@@ -30,9 +30,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event, inspect, select, text
-from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from engine import audit, bids, clock, draw, market, pki, runtime
+from engine import audit, bids, clock, draw, immutable, market, pki, runtime
 from engine.actors import Actor
 from engine.db import Base, UTCDateTime
 from engine.errors import EngineError, InvalidState, NotFound, PermissionDenied
@@ -77,6 +77,8 @@ class EvaluationSheet(Base):
     """One member's sheet of one phase: qualification judgements or scores; fixed once submitted."""
 
     __tablename__ = "evaluation_sheets"
+    immutable_label = "evaluation sheet"
+    immutable_rules = True  # changed until submitted: see _refuse_submitted
     # One live (not void) sheet per member, phase and review; void sheets are kept beside it.
     __table_args__ = (Index("uq_evaluation_sheets_live", "evaluation_id", "expert_id", "kind", "review", unique=True,
                             sqlite_where=text("voided_at IS NULL"), postgresql_where=text("voided_at IS NULL")),)
@@ -901,16 +903,8 @@ def evaluation_report(call: ServiceCall) -> list[dict[str, Any]]:
 # -- immutability ---------------------------------------------------------------------------------------------
 
 
-@event.listens_for(EvaluationReport, "before_update")
-@event.listens_for(ReportSignature, "before_update")
-def _refuse_update(_mapper: Any, _connection: Any, target: Any) -> None:
-    raise ReportImmutable(f"{type(target).__name__} {target.id} is written and cannot be changed")
-
-
-@event.listens_for(EvaluationReport, "before_delete")
-@event.listens_for(ReportSignature, "before_delete")
-def _refuse_delete(_mapper: Any, _connection: Any, target: Any) -> None:
-    raise ReportImmutable(f"{type(target).__name__} {target.id} is written and cannot be deleted")
+immutable.write_once(EvaluationReport, ReportSignature, EvaluationSheet, error=ReportImmutable,
+                     bulk="evaluation sheets, reports and signatures cannot be changed or deleted in bulk")
 
 
 @event.listens_for(EvaluationSheet, "before_update")
@@ -927,14 +921,3 @@ def _refuse_submitted(_mapper: Any, _connection: Any, target: EvaluationSheet) -
     if was_set("submitted_at") and not changed <= {"voided_at", "void_reason"}:  # marking it void is all
         raise ReportImmutable(f"evaluation sheet {target.id} was submitted and cannot be changed")
 
-
-@event.listens_for(EvaluationSheet, "before_delete")
-def _refuse_sheet_delete(_mapper: Any, _connection: Any, target: EvaluationSheet) -> None:
-    raise ReportImmutable(f"evaluation sheet {target.id} cannot be deleted")
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _refuse_bulk(state: ORMExecuteState) -> None:
-    if (state.is_update or state.is_delete) and getattr(getattr(state.statement, "table", None), "name", None) in (
-            EvaluationReport.__tablename__, ReportSignature.__tablename__, EvaluationSheet.__tablename__):
-        raise ReportImmutable("evaluation sheets, reports and signatures cannot be changed or deleted in bulk")

@@ -259,6 +259,7 @@ class Notice(Base):
     """A public notice (公告). Immutable once published: an amendment is a new notice linked to it."""
 
     __tablename__ = "notices"
+    immutable_label = "notice"  # write-once: engine.notices registers the guard (engine/immutable.py)
     __table_args__ = (Index("ix_notices_published", "published_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -18,10 +18,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from math import ceil
 from typing import Any
 
-from sqlalchemy import event, func, select
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from engine import audit, clock
+from engine import audit, clock, immutable
 from engine.errors import InvalidState, NotFound
 from engine.models import Instance, Notice, Project
 from engine.services import ServiceCall, service
@@ -162,21 +162,5 @@ def amendments_of(session: Session, notice_id: int) -> list[Notice]:
     return list(session.execute(query).scalars())
 
 
-@event.listens_for(Notice, "before_update")
-def _refuse_update(_mapper: Any, _connection: Any, target: Notice) -> None:
-    raise NoticeImmutable(f"notice {target.id} is published and cannot be changed; publish an amendment",
-                          notice=target.id)
-
-
-@event.listens_for(Notice, "before_delete")
-def _refuse_delete(_mapper: Any, _connection: Any, target: Notice) -> None:
-    raise NoticeImmutable(f"notice {target.id} is published and cannot be deleted", notice=target.id)
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _refuse_bulk(state: ORMExecuteState) -> None:
-    if not (state.is_update or state.is_delete):
-        return
-    table = getattr(state.statement, "table", None)
-    if getattr(table, "name", None) == Notice.__tablename__:
-        raise NoticeImmutable("published notices cannot be changed or deleted; publish an amendment")
+immutable.write_once(Notice, error=NoticeImmutable, hint="; publish an amendment",
+                     bulk="published notices cannot be changed or deleted; publish an amendment")

@@ -125,3 +125,27 @@ def test_the_letters_pages_in_english(app, ctx, world, done):
     bidder.get("/lang/en")
     html = bidder.get("/letters").get_data(as_text=True)
     assert "Award and result letters" in html and "Result letter" in html and "Awaiting delivery" in html
+
+
+def test_staff_deliver_and_a_bidder_reads_its_letter_in_the_browser(page, ctx, world, done):
+    from browser import browser_login, shot
+
+    bidder = done.market.bidders[1]  # not the winner
+    browser_login(page, "stf", PASSWORD)
+    page.goto(f"{page.base_url}/projects/{world.project_id}/letters")
+    assert page.locator("#letters tbody tr").count() == 3 and page.locator("#send-letters").is_visible()
+    page.click("#send-letters")
+    page.wait_for_selector("#letters-delivered")
+    assert "待送达" not in page.locator("#letters").inner_text()
+    shot(page, "letters-project-delivered")
+    page.context.clear_cookies()
+    browser_login(page, bidder.actor.username, PASSWORD)
+    page.goto(f"{page.base_url}/letters")
+    rows = page.locator("tr[data-letter]")
+    assert rows.count() == 1 and rows.first.get_attribute("data-kind") == "result"
+    rows.first.locator("a").click()
+    page.wait_for_load_state()
+    text = page.locator("main").inner_text()
+    assert ct.BIDDERS[0][0] in text and ct.BIDDERS[0][2] in text  # the winner and the winning price
+    shot(page, "letter-result")
+    assert page.js_errors == []

@@ -262,3 +262,30 @@ def test_a_reopened_evaluation_shows_its_review_and_the_superseded_report(app, c
     old = auditor.get(base + "/report.json?review=0")
     assert old.status_code == 200 and hashlib.sha256(old.get_data()).hexdigest() == first_sha
     assert auditor.get(base + "/report.json?review=5").status_code == 404
+
+
+def test_a_review_in_the_browser_staff_progress_and_the_expert_s_prefilled_sheet(page, ctx, ew):
+    from browser import browser_login, shot
+    from test_evaluation import qualify, reopen, score_all, sign_all
+
+    with ctx.sessions.begin() as s:
+        evaluation_id = evaluation.start_evaluation(s, ew.project_id, ew.world.actors["stf"]).id
+    qualify(ctx, ew, evaluation_id)
+    score_all(ctx, ew, evaluation_id)
+    sign_all(ctx, ew, evaluation_id)
+    with ctx.sessions.begin() as s:
+        reopen(s, ew, reason="第一中标候选人业绩造假")
+    base = f"{page.base_url}/evaluation/{evaluation_id}"
+    browser_login(page, "stf_web", "secret-stf_web")
+    page.goto(base + "/progress")
+    text = page.locator("main").inner_text()
+    assert "第 1 次复核" in text and "已被取代" in text and "更换评委" in text
+    shot(page, "evaluation-review-progress")
+    page.context.clear_cookies()
+    name = list(ew.members)[0]
+    browser_login(page, name, "secret-" + name)
+    page.goto(base)
+    assert "已按您在上次评审中的意见预填" in page.locator("main").inner_text()
+    assert page.locator("form.evaluation-qualification input[value=pass]:checked").count() > 0
+    shot(page, "evaluation-review-expert")
+    assert page.js_errors == []

@@ -14,10 +14,13 @@ from web.pages import nav_items
 NEAR_DUE = timedelta(days=2)
 
 
-def shanghai(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """Format an instant in Asia/Shanghai; a period end at 00:00 shows as 24:00 of the day before."""
-    if value is None:
+def shanghai(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Format an instant (or its ISO 8601 text, as JSON columns keep it) in Asia/Shanghai; a period end at 00:00
+    shows as 24:00 of the day before."""
+    if value is None or value == "":
         return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     local = value.astimezone(clock.SHANGHAI)
     if fmt == "%Y-%m-%d %H:%M" and local.hour == 0 and local.minute == 0 and local.second == 0:
         return f"{last_day(local).isoformat()} 24:00"
