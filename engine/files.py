@@ -56,9 +56,9 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _READERS = ("staff", "regulator", "auditor", "admin")
 
 
-# Functions that can re-derive a stored file's bytes from durable sources, for bytes kept without fsync or not
-# written yet (``keep_derived(durable=False)`` or ``keep_derived(write=False)``): each takes (config, sha256)
-# and returns the bytes or None. ``open_file`` asks them when a file is missing or empty.
+# Functions that can re-derive a stored file's bytes from durable sources, for bytes registered but not written
+# (``register_derived``) or lost: each takes (config, sha256) and returns the bytes or None. ``open_file`` asks
+# them when a file is missing or empty.
 RESTORERS: list[Callable[[Config, str], bytes | None]] = []
 
 
@@ -170,7 +170,7 @@ def path_of(config: Config, sha256: str) -> Path:
     return config.files_dir / sha256[:2] / sha256[2:4] / sha256
 
 
-def _write(path: Path, data: bytes, *, durable: bool = True) -> None:
+def _write(path: Path, data: bytes) -> None:
     if path.is_file():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,9 +178,8 @@ def _write(path: Path, data: bytes, *, durable: bool = True) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-            if durable:
-                out.flush()
-                os.fsync(out.fileno())
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(temporary, path)
     except BaseException:
         with suppress(FileNotFoundError):
@@ -212,20 +211,15 @@ _ROW = {dialect: module.insert(StoredFile.__table__).on_conflict_do_nothing(inde
         for dialect, module in (("sqlite", sqlite), ("postgresql", postgresql))}
 
 
-def keep_derived(session: Session, data: bytes, name: str, media_type: str, owner: str, *, config: Config,
-                 durable: bool = True, write: bool = True) -> dict[str, Any]:
-    """Keep bytes the platform derived itself (already checked by the caller), without an audit event of their own.
+def register_derived(session: Session, data: bytes, name: str, media_type: str, owner: str) -> dict[str, Any]:
+    """Register bytes the platform derived itself (already checked by the caller) without writing them.
 
-    For content that is not an upload, such as the plaintext of an opened bid: the caller records it
-    in its own audit event. The bytes are written atomically; with ``durable=False`` without
-    ``fsync``, and with ``write=False`` not at all (the first ``open_file`` has a restorer write
-    them, durably): only a caller that registered a restorer able to re-derive them from durable
-    sources may ask for either. The row is inserted once per content (an existing row keeps its
-    first owner). Returns the form value.
+    For content that is not an upload and that a registered restorer (``RESTORERS``) can re-derive from
+    durable sources, such as the plaintext of an opened bid: the first ``open_file`` has the restorer
+    write it, durably. No audit event of its own: the caller records it in its own. The row is inserted
+    once per content (an existing row keeps its first owner). Returns the form value.
     """
     sha256 = hashlib.sha256(data).hexdigest()
-    if write:
-        _write(path_of(config, sha256), data, durable=durable)
     values = {"sha256": sha256, "size": len(data), "media_type": media_type, "original_name": name,
               "uploaded_by": owner, "uploaded_at": now()}
     connection = session.connection()

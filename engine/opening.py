@@ -17,10 +17,11 @@ import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from io import BytesIO
 from typing import Any
 
-from sqlalchemy import and_, bindparam, create_engine, insert, select
+from sqlalchemy import Engine, and_, bindparam, create_engine, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -152,7 +153,7 @@ def open_bid(session: Session, bid_id: int, content_key: bytes, actor: Actor, *,
     if bid.status != "submitted":
         raise InvalidState(f"bid {bid_id} is {bid.status} and is not opened", bid=bid_id)
     opened = _decrypt(bid, package_bytes(config, bid), content_key, bid.pem)
-    document = _keep_document(session, opened, actor.username, config)
+    document = _register_document(session, opened, actor.username)
     author = (author_of(opened.document) or str((opened.metadata or {}).get("author") or ""))[:200] or None
     values = {"price": opened.price, "document_sha256": document["sha256"], "document_name": opened.filename[:300],
               "document_author": author, "decrypted_at": at, "status": "decrypted", "status_reason": None,
@@ -196,9 +197,9 @@ def _document_name_and_type(opened: seal.Bid) -> tuple[str, str]:
                                  allowed_types=DOCUMENT_TYPES | {files.OCTET_STREAM})
 
 
-def _keep_document(session: Session, opened: seal.Bid, owner: str, config: Config) -> dict[str, Any]:
+def _register_document(session: Session, opened: seal.Bid, owner: str) -> dict[str, Any]:
     name, media_type = _document_name_and_type(opened)
-    return files.keep_derived(session, opened.document, name, media_type, owner, config=config, write=False)
+    return files.register_derived(session, opened.document, name, media_type, owner)
 
 
 def opened_document(session: Session, config: Config, bid: Bid) -> bytes:
@@ -219,14 +220,16 @@ def _restore_opened_document(config: Config, sha256: str) -> bytes | None:
     It reads through a plain engine of its own: on SQLite without ``make_engine``'s BEGIN IMMEDIATE,
     so that it reads (WAL) while the caller's own transaction holds the write lock.
     """
-    engine = create_engine(config.db_url, poolclass=NullPool)
-    try:
-        with Session(engine) as session:
-            bid = session.execute(select(Bid).join(ReleasedKey, ReleasedKey.bid_id == Bid.id).where(
-                Bid.document_sha256 == sha256, Bid.status == "decrypted").order_by(Bid.id).limit(1)).scalar()
-            return opened_document(session, config, bid) if bid is not None else None
-    finally:
-        engine.dispose()
+    with Session(_reader(config.db_url)) as session:
+        bid = session.execute(select(Bid).join(ReleasedKey, ReleasedKey.bid_id == Bid.id).where(
+            Bid.document_sha256 == sha256, Bid.status == "decrypted").order_by(Bid.id).limit(1)).scalar()
+        return opened_document(session, config, bid) if bid is not None else None
+
+
+@lru_cache(maxsize=4)
+def _reader(db_url: str) -> Engine:
+    """The restorer's engine for a database (no pool: it holds no connection between restores)."""
+    return create_engine(db_url, poolclass=NullPool)
 
 
 files.RESTORERS.append(_restore_opened_document)
