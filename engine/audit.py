@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from engine import clock
 from engine.models import AuditEvent, AuditHead
+from engine.prepared import Prepared
 
 GENESIS = "0" * 64
 
@@ -61,9 +62,11 @@ def ensure_head(session: Session) -> None:
         session.flush()
 
 
-_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
-_INSERT = insert(AuditEvent)
-_ADVANCE = update(AuditHead).where(AuditHead.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash"))
+# Prepared (engine/prepared.py): every write of the platform appends, so these run on the driver's cursor.
+_HEAD = Prepared(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update(), "audit_head")
+_INSERT = Prepared(insert(AuditEvent), "audit_insert")
+_ADVANCE = Prepared(update(AuditHead).where(AuditHead.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash")),
+                    "audit_advance")
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,9 @@ def append(
     project_id: int | None = None, payload: dict[str, Any] | None = None,
 ) -> Appended:
     """Append one event to the chain in the caller's transaction."""
-    # Plain Core on the session's connection: no ORM bookkeeping or autoflush on this hot path.
+    # The session's connection, through prepared statements: no ORM bookkeeping or autoflush on this hot path.
     conn = session.connection()
-    head = conn.execute(_HEAD).first()
+    head = _HEAD.first(conn)
     if head is None:
         ensure_head(session)
         head = (0, GENESIS)
@@ -92,9 +95,9 @@ def append(
     seq = prev_seq + 1
     digest = event_hash(seq=seq, at=at, actor=actor, action=action, instance_id=instance_id,
                         project_id=project_id, payload=text, prev_hash=prev_hash)
-    conn.execute(_INSERT, {"seq": seq, "at": at, "actor": actor, "action": action, "instance_id": instance_id,
+    _INSERT.execute(conn, {"seq": seq, "at": at, "actor": actor, "action": action, "instance_id": instance_id,
                            "project_id": project_id, "payload": text, "prev_hash": prev_hash, "hash": digest})
-    conn.execute(_ADVANCE, {"seq": seq, "hash": digest})
+    _ADVANCE.execute(conn, {"seq": seq, "hash": digest})
     return Appended(seq, digest, at)
 
 

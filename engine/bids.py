@@ -412,8 +412,8 @@ def tender_document(session: Session, actor: Actor, project_id: int, sha256: str
 
 def package_bytes(config: Config, bid: Any) -> bytes:
     """Return the stored sealed package of a bid (a Bid or a row with its package_sha256)."""
-    with files.open_file(config, bid.package_sha256) as handle:
-        return handle.read()
+    return files.read_bytes(config, bid.package_sha256)
+
 
 def window_of(session: Session, project_id: int) -> Window | None:
     """Return the round open for bids, or None when the project is not in bidding."""

@@ -12,6 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from engine.config import Config
+from engine.prepared import driver_execute
 
 
 class Base(DeclarativeBase):
@@ -89,8 +90,8 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         # Writers queue for the lock at BEGIN instead of failing at their first write,
         # which gives SQLite the same "one wins, the other sees its result" behaviour as
-        # row locks on PostgreSQL.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # row locks on PostgreSQL. Through the driver's cursor: every transaction begins here.
+        driver_execute(connection, "BEGIN IMMEDIATE").close()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

@@ -29,6 +29,7 @@ from engine.clock import now
 from engine.config import Config
 from engine.errors import EngineError, NotFound, PermissionDenied
 from engine.models import StoredFile
+from engine.prepared import Prepared
 
 MAX_BYTES = 20 * 1024 * 1024
 OCTET_STREAM = "application/octet-stream"
@@ -165,9 +166,14 @@ def check(data: bytes, name: str, media_type_claimed: str | None, *, max_bytes: 
 
 def path_of(config: Config, sha256: str) -> Path:
     """Return where the bytes of a file live."""
+    return Path(_location(config, sha256))
+
+
+def _location(config: Config, sha256: str) -> str:
+    # A string, not pathlib joins: reads of stored files are on the opening's hot path (docs/perf.md).
     if not _SHA256.fullmatch(sha256):
         raise NotFound(f"no stored file {sha256!r}")
-    return config.files_dir / sha256[:2] / sha256[2:4] / sha256
+    return os.path.join(config.files_dir, sha256[:2], sha256[2:4], sha256)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -207,7 +213,8 @@ def store(session: Session, data: bytes, original_name: str, media_type_claimed:
     return row
 
 
-_ROW = {dialect: module.insert(StoredFile.__table__).on_conflict_do_nothing(index_elements=["sha256"])
+_ROW = {dialect: Prepared(module.insert(StoredFile.__table__).on_conflict_do_nothing(index_elements=["sha256"]),
+                          f"stored_file_{dialect}")
         for dialect, module in (("sqlite", sqlite), ("postgresql", postgresql))}
 
 
@@ -225,7 +232,7 @@ def register_derived(session: Session, data: bytes, name: str, media_type: str, 
     connection = session.connection()
     statement = _ROW.get(connection.dialect.name)
     if statement is not None:
-        connection.execute(statement, values)
+        statement.execute(connection, values)
     elif session.get(StoredFile, sha256) is None:
         session.add(StoredFile(**values))
         session.flush()
@@ -249,14 +256,24 @@ def value_of(row: StoredFile, name: str | None = None) -> dict[str, Any]:
 
 def open_file(config: Config, sha256: str) -> BinaryIO:
     """Open a stored file's bytes for reading (put back by a restorer first if they are missing or empty)."""
-    path = path_of(config, sha256)
+    location = _location(config, sha256)
     try:
-        intact = path.stat().st_size > 0  # nothing is stored empty: an empty file lost its bytes in a crash
+        handle = open(location, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
-        intact = False
-    if not intact and not _restore(config, sha256):
+        handle = None
+    if handle is not None:
+        if os.fstat(handle.fileno()).st_size > 0:  # nothing is stored empty: an empty file lost its bytes in a crash
+            return handle
+        handle.close()
+    if not _restore(config, sha256):
         raise NotFound(f"no stored file {sha256}")
-    return path.open("rb")
+    return open(location, "rb")  # noqa: SIM115
+
+
+def read_bytes(config: Config, sha256: str) -> bytes:
+    """Return a stored file's bytes (put back by a restorer first if they are missing or empty)."""
+    with open_file(config, sha256) as handle:
+        return handle.read()
 
 
 def _restore(config: Config, sha256: str) -> bool:

@@ -48,6 +48,7 @@ from engine.config import Config
 from engine.errors import Conflict, InvalidState, NotFound, PermissionDenied
 from engine.guarantees import Guarantee
 from engine.models import Instance, Organisation, Project
+from engine.prepared import Prepared
 from engine.services import ServiceCall, service
 
 DEFAULT_WINDOW_MINUTES = 30
@@ -104,18 +105,19 @@ def _project_id(call: ServiceCall) -> int:
 
 
 _BIDS = Bid.__table__
-# The bid, its certificate and its opening's terms in one round trip (the certificate row always exists); plain
-# Core: loading the ORM object (25 columns) would cost more than the statement itself.
-_BID_AND_TERMS = (select(_BIDS.c.id, _BIDS.c.organisation_id, _BIDS.c.project_id, _BIDS.c.status,
-                         _BIDS.c.package_sha256, _BIDS.c.commitment, pki.Certificate.pem,
-                         Opening.bid_deadline, Opening.window_ends_at, Opening.status.label("opening_status"))
-                  .join(pki.Certificate, pki.Certificate.id == _BIDS.c.certificate_id)
-                  .outerjoin(Opening, and_(Opening.project_id == _BIDS.c.project_id,
-                                           Opening.tender_round == _BIDS.c.tender_round))
-                  .where(_BIDS.c.id == bindparam("bid_id")))
+# The statements of an opening are prepared (engine/prepared.py): the request is the hot path of the opening.
+# The bid, its certificate and its opening's terms in one round trip (the certificate row always exists).
+_BID_AND_TERMS = Prepared(
+    select(_BIDS.c.id, _BIDS.c.organisation_id, _BIDS.c.project_id, _BIDS.c.status, _BIDS.c.package_sha256,
+           _BIDS.c.commitment, pki.Certificate.pem, Opening.bid_deadline, Opening.window_ends_at,
+           Opening.status.label("opening_status"))
+    .join(pki.Certificate, pki.Certificate.id == _BIDS.c.certificate_id)
+    .outerjoin(Opening, and_(Opening.project_id == _BIDS.c.project_id, Opening.tender_round == _BIDS.c.tender_round))
+    .where(_BIDS.c.id == bindparam("bid_id")), "bid_and_terms")
 # Only a bid still submitted is opened: a concurrent opening of the same bid finds 0 rows and is refused.
-_OPENED = _BIDS.update().where(_BIDS.c.id == bindparam("opened_bid"), _BIDS.c.status == "submitted")
-_KEY = insert(ReleasedKey.__table__)
+_OPENED = Prepared(_BIDS.update().where(_BIDS.c.id == bindparam("opened_bid"), _BIDS.c.status == "submitted"),
+                   "bid_opened")
+_KEY = Prepared(insert(ReleasedKey.__table__), "released_key")
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ def open_bid(session: Session, bid_id: int, content_key: bytes, actor: Actor, *,
     commitment and document. A ``Bid`` the session already holds is told the new values.
     """
     connection = session.connection()
-    bid = check_own(connection.execute(_BID_AND_TERMS, {"bid_id": bid_id}).first(), bid_id, actor)
+    bid = check_own(_BID_AND_TERMS.first(connection, {"bid_id": bid_id}), bid_id, actor)
     at = clock.now()
     if bid.bid_deadline is None or at < bid.bid_deadline:
         audit.append(session, actor=actor.username, action="bid.open_refused",
@@ -158,13 +160,13 @@ def open_bid(session: Session, bid_id: int, content_key: bytes, actor: Actor, *,
     values = {"price": opened.price, "document_sha256": document["sha256"], "document_name": opened.filename[:300],
               "document_author": author, "decrypted_at": at, "status": "decrypted", "status_reason": None,
               "status_at": at}
-    if connection.execute(_OPENED, {"opened_bid": bid_id, **values}).rowcount != 1:
+    if _OPENED.execute(connection, {"opened_bid": bid_id, **values}) != 1:
         raise Conflict(f"bid {bid_id} was opened by another request at the same time", bid=bid_id)
     held = session.identity_map.get(identity_key(Bid, bid_id))
     if held is not None:  # e.g. the web view's own_bid: the row holds these now, and so does the object
         for name, value in values.items():
             set_committed_value(held, name, value)
-    connection.execute(_KEY, {"bid_id": bid_id, "content_key": content_key, "released_at": at})
+    _KEY.execute(connection, {"bid_id": bid_id, "content_key": content_key, "released_at": at})
     audit.append(session, actor=actor.username, action="bid.decrypt", project_id=bid.project_id, payload={
         "bid_id": bid_id, "price": opened.price, "document_sha256": document["sha256"], "document": document,
         "commitment": bid.commitment})
