@@ -12,13 +12,10 @@ the objections raised at the opening (``answer_opening_objections``, 条例 §44
 from __future__ import annotations
 
 import hashlib
-import re
-import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from io import BytesIO
 from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, create_engine, insert, select
@@ -29,6 +26,7 @@ from sqlalchemy.pool import NullPool
 
 from engine import audit, bonds, clock, files, pki, scope, seal
 from engine.actors import Actor
+from engine.authorship import author_of
 from engine.bids import (
     MAX_PACKAGE_BYTES,
     Bid,
@@ -235,23 +233,6 @@ def _reader(db_url: str) -> Engine:
 
 
 files.RESTORERS.append(_restore_opened_document)
-
-
-_PDF_AUTHOR = re.compile(rb"/Author\s*\(([^)]{1,200})\)")
-_DC_CREATOR = re.compile(rb"<dc:creator>([^<]{1,200})</dc:creator>")
-
-
-def author_of(document: bytes) -> str | None:
-    """Return the author recorded in a PDF's info dictionary or a DOCX's core properties, if any."""
-    # a plain scan first (most documents have no author), within the first MB, without copying it
-    match = _PDF_AUTHOR.search(document, 0, 1_000_000) if document.find(b"/Author", 0, 1_000_000) >= 0 else None
-    if match is None and document.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(BytesIO(document)) as archive:
-                match = _DC_CREATOR.search(archive.read("docProps/core.xml")[:100_000])
-        except (zipfile.BadZipFile, KeyError, ValueError):
-            match = None
-    return match.group(1).decode("utf-8", "replace").strip() if match else None
 
 
 def raise_objection(session: Session, project_id: int, content: str, actor: Actor) -> OpeningObjection:

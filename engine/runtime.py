@@ -34,6 +34,7 @@ from engine.deploy import latest_process
 from engine.errors import Conflict, EngineError, FormValidationError, InvalidState, NotFound
 from engine.functions import FUNCTION_NAMES
 from engine.models import DefinitionVersion, InboxTask, Instance, StoredFile, TaskLog
+from engine.prepared import Prepared
 from engine.sandbox import check_data_keys
 
 ACTIVE = ("running", "waiting")
@@ -94,7 +95,7 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None, a
     if task is None or not task.has_state(TaskState.READY):
         raise Conflict(f"task {task_id} is not ready", task=task_id)
     task.set_data(**values)
-    session.connection().execute(_TASK_LOG, {
+    _TASK_LOG.execute(session, {
         "task_id": task_id, "instance_id": instance.id, "element_id": row.element_id, "role": row.role,
         "completed_by": actor.username, "completed_at": clock.now()})
     audit.append(session, actor=actor.username, action="task.complete", instance_id=instance.id,
@@ -195,7 +196,7 @@ _OPEN_TASK = (select(InboxTask, Instance, DefinitionVersion.sha256)
               .where(InboxTask.task_id == bindparam("task_id"))
               .with_for_update(of=(InboxTask, Instance))
               .execution_options(populate_existing=True))
-_TASK_LOG = insert(TaskLog.__table__)
+_TASK_LOG = Prepared(insert(TaskLog.__table__), "task_log")
 
 
 def _open_task(session: Session, task_id: str) -> tuple[InboxTask, Loaded]:
@@ -329,17 +330,17 @@ def _write_instance(session: Session, instance: Instance, values: dict[str, Any]
     revision = instance.revision
     changes["revision"] = revision + 1
     columns = {state.mapper.column_attrs[key].columns[0].name: value for key, value in changes.items()}
-    result = session.connection().execute(_UPDATE_INSTANCE, {**columns, "where_id": instance.id,
-                                                              "where_revision": revision})
-    if result.rowcount != 1:
+    if _UPDATE_INSTANCE.execute(session, {**columns, "where_id": instance.id, "where_revision": revision}) != 1:
         raise _stale(instance)
     for key, value in changes.items():
         set_committed_value(instance, key, value)
 
 
 # The SET clause comes from the parameters given (the columns that changed).
-_UPDATE_INSTANCE = update(Instance.__table__).where(Instance.__table__.c.id == bindparam("where_id"),
-                                                    Instance.__table__.c.revision == bindparam("where_revision"))
+_INSTANCES = Instance.__table__
+_UPDATE_INSTANCE = Prepared(update(_INSTANCES).where(_INSTANCES.c.id == bindparam("where_id"),
+                                                     _INSTANCES.c.revision == bindparam("where_revision")),
+                            "update_instance")
 
 
 def _flush(session: Session, instance: Instance) -> None:
