@@ -11,9 +11,9 @@ so it commits or rolls back with everything else in that transaction. Cursor-lev
 are raised as SQLAlchemy's (``IntegrityError`` and the rest), as ``Connection.execute`` raises them;
 the engine's ``echo`` log does not show them.
 
-What it does not do, each refused with a clear error when the statement is first compiled:
-Python-side column defaults or onupdate values (pass every value), expanding ``IN`` or
-literal-execute parameters, schema translation, executemany.
+One mapping of parameters per call (no executemany). What it does not do, each refused with a
+clear error when the statement is first compiled: Python-side column defaults or onupdate values
+(pass every value), expanding ``IN`` or literal-execute parameters, schema translation.
 """
 
 from __future__ import annotations
@@ -153,8 +153,12 @@ def driver_execute(connection: Connection, sql: str, parameters: Sequence[Any] |
     try:
         cursor.execute(sql, parameters)
     except dialect.loaded_dbapi.Error as err:
+        lost = dialect.is_disconnect(err, connection.connection.dbapi_connection, cursor)
         cursor.close()
-        raise exc.DBAPIError.instance(sql, parameters, err, dialect.loaded_dbapi.Error, dialect=dialect) from err
+        if lost:  # as Connection.execute does: the pool must not hand this connection out again
+            connection.invalidate(err)
+        raise exc.DBAPIError.instance(sql, parameters, err, dialect.loaded_dbapi.Error, dialect=dialect,
+                                      connection_invalidated=lost) from err
     if dispatch.after_cursor_execute:
         for listener in dispatch.after_cursor_execute:
             listener(connection, cursor, sql, parameters, None, False)

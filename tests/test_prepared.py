@@ -116,3 +116,17 @@ def test_cursor_listeners_see_prepared_statements(ctx):
     finally:
         event.remove(ctx.engine, "before_cursor_execute", before)
     assert seen == ["INSERT", "SELECT"]
+
+
+def test_a_lost_server_connection_is_invalidated_not_reused(ctx):
+    if ctx.engine.dialect.name != "postgresql":
+        pytest.skip("an SQLite database has no server connection to lose")
+    with ctx.engine.connect() as connection:
+        backend = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with ctx.engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({int(backend)})")
+        with pytest.raises(exc.OperationalError) as raised:
+            _READ.first(connection, {"sha": "a" * 64})
+        assert raised.value.connection_invalidated and connection.invalidated
+    with ctx.sessions() as s:  # the pool hands out a live connection
+        assert _READ.first(s, {"sha": "a" * 64}) is None
