@@ -1,6 +1,7 @@
 """Prepared statements: a Core statement compiled once, run on the driver's cursor in the caller's transaction.
 
-For the few statements on the platform's hottest paths (every audit append; opening a sealed bid).
+For the few statements on the platform's hottest paths (every audit append, a task completion,
+opening a sealed bid).
 SQLAlchemy's per-execution work (cache key, execution context, events, result wrapping) costs
 10 to 20 times what SQLite spends running such a statement (docs/perf.md, "Opening sealed bids").
 A ``Prepared`` does that work once per dialect and parameter set; each call then only orders
@@ -40,8 +41,8 @@ class NotPreparable(EngineError):
 class _Plan:
     sql: str
     positional: bool
-    # (bind name, name in the SQL, the parameter's key or None for a constant, the constant, processor)
-    binds: tuple[tuple[str, str, str | None, Any, Callable[[Any], Any] | None], ...]
+    # (name in the SQL, the parameter's key or None for a constant, the constant, processor), in SQL order
+    binds: tuple[tuple[str, str | None, Any, Callable[[Any], Any] | None], ...]
     row: type | None
     types: tuple[Any, ...]  # the selected columns' types, dialect-specific
     # Set from the first result: a driver's processor may depend on the type code the cursor reports.
@@ -89,7 +90,7 @@ class Prepared:
                 raise NotPreparable(f"statement {self.name} needs a value for {bind_name}", statement=self.name)
             constant = None if given is not None else parameter.effective_value
             processor = parameter.type.dialect_impl(dialect).bind_processor(dialect)
-            binds.append((bind_name, escaped.get(bind_name, bind_name), given, constant, processor))
+            binds.append((escaped.get(bind_name, bind_name), given, constant, processor))
         selected = getattr(self.statement, "selected_columns", None)
         columns = list(selected.items()) if selected is not None else []
         row = namedtuple(f"{self.name}_row", [k for k, _ in columns], rename=True) if columns else None
@@ -98,12 +99,12 @@ class Prepared:
 
     def _parameters(self, plan: _Plan, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         values = []
-        for _, _, given, constant, processor in plan.binds:
+        for _, given, constant, processor in plan.binds:
             value = params[given] if given is not None else constant
-            values.append(processor(value) if processor is not None else value)
-        if plan.positional:
+            values.append(value if processor is None else processor(value))
+        if plan.positional:  # one value per placeholder: a name used twice comes twice
             return tuple(values)
-        return {sql_name: value for (_, sql_name, *_), value in zip(plan.binds, values, strict=True)}
+        return {sql_name: value for (sql_name, *_), value in zip(plan.binds, values, strict=True)}
 
     def execute(self, target: Session | Connection, params: Mapping[str, Any] | None = None) -> int:
         """Run the statement in the transaction of ``target``; return the number of rows it changed."""
